@@ -1,0 +1,4 @@
+// CPU reference implementations of every kernel: plain loops in float64, the ground truth for tests
+// and benchmark validation. One file per op family under reference/, re-exported here.
+
+export * from './reference/elementwise.js';
