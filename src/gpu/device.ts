@@ -213,18 +213,18 @@ export class Gpu {
     if (!this.encoder) return;
     const enc = this.encoder;
     this.encoder = null;
-    let resolve: { buf: GPUBuffer; labels: { name: string; label: string }[] } | null = null;
+    let resolve: { buf: GPUBuffer; labels: { name: string; label: string }[]; qbuf: GPUBuffer } | null = null;
     if (this.timing && this.querySet && this.queryLabels.length) {
       const n = this.queryLabels.length * 2;
       const qbuf = this.device.createBuffer({ size: n * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
       const rbuf = this.device.createBuffer({ size: n * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       enc.resolveQuerySet(this.querySet, 0, n, qbuf, 0);
       enc.copyBufferToBuffer(qbuf, 0, rbuf, 0, n * 8);
-      resolve = { buf: rbuf, labels: this.queryLabels };
+      resolve = { buf: rbuf, labels: this.queryLabels, qbuf };
       this.queryLabels = [];
-      qbuf.destroy();
     }
     this.device.queue.submit([enc.finish()]);
+    resolve?.qbuf.destroy(); // safe once submitted: destruction waits for the GPU to finish with it
     for (const u of this.pendingUniforms) {
       let list = this.freeUniforms.get(u.size);
       if (!list) this.freeUniforms.set(u.size, (list = []));
@@ -279,12 +279,12 @@ export class Gpu {
     this.encoder = null;
     this.pool.trim();
     this.device.destroy();
-    this.keepAlive = null;
     if (current === this) current = null;
   }
 }
 
 let current: Gpu | null = null;
+let dawnInstance: GPU | null = null;
 let pending: Promise<Gpu> | null = null;
 
 /** The process-wide device, created on first use. */
@@ -306,8 +306,10 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
     const mod = 'webgpu';
     const webgpu = (await import(/* @vite-ignore */ mod)) as { create: (f: string[]) => GPU; globals: object };
     Object.assign(globalThis, webgpu.globals);
-    // NOTE: the object create() returns must outlive the device, or Dawn crashes; the Gpu holds it.
-    gpu = webgpu.create(opts.dawnFlags ?? []);
+    // NOTE: the object create() returns must outlive every device made from it, or Dawn crashes
+    // (seen as a segfault at exit after device.destroy()). Created once per process and kept.
+    dawnInstance ??= webgpu.create(opts.dawnFlags ?? []);
+    gpu = dawnInstance;
     keepAlive = gpu;
   }
   if (!gpu) throw new GpuError(NO_ADAPTER);
