@@ -2,3 +2,4 @@
 // and benchmark validation. One file per op family under reference/, re-exported here.
 
 export * from './reference/elementwise.js';
+export * from './reference/pool.js';
