@@ -3,3 +3,5 @@
 
 export * from './reference/elementwise.js';
 export * from './reference/pool.js';
+export * from './reference/batchnorm.js';
+export * from './reference/dropout.js';
