@@ -5,3 +5,5 @@ export * from './reference/elementwise.js';
 export * from './reference/pool.js';
 export * from './reference/batchnorm.js';
 export * from './reference/dropout.js';
+export * from './reference/softmax.js';
+export * from './reference/optim.js';
