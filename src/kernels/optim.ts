@@ -98,18 +98,21 @@ export interface SgdStepOptions {
  * One torch.optim.SGD step on one parameter tensor, in place on `param` (and `momentumBuf`, needed
  * iff momentum ≠ 0).
  */
-export function sgdStep(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, o: SgdStepOptions): void {
-  const { lr, momentum = 0, dampening = 0, weightDecay = 0, nesterov = false, firstStep, version = 'v2' } = o;
+export function sgdStep(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, o: SgdStepOptions): (next: SgdStepOptions) => void {
+  const { momentum = 0, dampening = 0, nesterov = false, firstStep, version = 'v2' } = o;
   if (nesterov && (momentum <= 0 || dampening !== 0)) throw new Error('sgdStep: Nesterov momentum requires a momentum and zero dampening');
   const mom = momentum !== 0;
   if (mom && !momentumBuf) throw new Error('sgdStep: momentum ≠ 0 needs a momentum buffer');
   if (mom && firstStep === undefined) throw new Error('sgdStep: with momentum, say whether this is the first step (firstStep)');
   const ts = mom ? [param, grad, momentumBuf!] : [param, grad];
   checkOperands('sgdStep', ts);
-  const u: UniformValues<SgdU> = {
-    n: 0, lr, momentum, damp1: 1 - dampening, wd: weightDecay, nesterov: nesterov ? 1 : 0, first: firstStep ? 1 : 0,
-  };
-  launch(ts, (vec4) => sgdKernel(mom, vec4), u, version, 'sgd');
+  const rewrite = launch(ts, (vec4) => sgdKernel(mom, vec4), sgdUniforms(o), version, 'sgd');
+  return (next) => rewrite(sgdUniforms(next));
+}
+
+function sgdUniforms(o: SgdStepOptions): UniformValues<SgdU> {
+  const { lr, momentum = 0, dampening = 0, weightDecay = 0, nesterov = false, firstStep } = o;
+  return { n: 0, lr, momentum, damp1: 1 - dampening, wd: weightDecay, nesterov: nesterov ? 1 : 0, first: firstStep ? 1 : 0 };
 }
 
 // ---- Adam / AdamW ----------------------------------------------------------------------------
@@ -147,21 +150,26 @@ export interface AdamStepOptions {
 }
 
 /** One torch.optim.Adam / AdamW step on one parameter tensor, in place on param, m and v. */
-export function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamStepOptions): void {
-  const { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0, decoupled = false, step, version = 'v2' } = o;
+export function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamStepOptions): (next: AdamStepOptions) => void {
+  const { beta1 = 0.9, beta2 = 0.999, step, version = 'v2' } = o;
   if (!Number.isInteger(step) || step < 1) throw new Error(`adamStep: step must be an integer ≥ 1 (1 on the first step), got ${step}`);
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1)) throw new Error(`adamStep: betas (${beta1}, ${beta2}) must be in [0, 1)`);
   checkOperands('adamStep', [param, grad, m, v]);
+  const rewrite = launch([param, grad, m, v], adamKernel, adamUniforms(o), version, 'adam');
+  return (next) => rewrite(adamUniforms(next));
+}
+
+function adamUniforms(o: AdamStepOptions): UniformValues<AdamU> {
+  const { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0, decoupled = false, step } = o;
   // float64 on the CPU (see header NOTE).
   const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
-  const u: UniformValues<AdamU> = {
+  return {
     n: 0,
     l2: decoupled ? 0 : weightDecay,
     decay: decoupled ? 1 - lr * weightDecay : 1,
     w1: 1 - beta1, beta2, w2: 1 - beta2,
     stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), eps,
   };
-  launch([param, grad, m, v], adamKernel, u, version, 'adam');
 }
 
 // ---- launching -------------------------------------------------------------------------------
@@ -182,16 +190,25 @@ function checkOperands(what: string, ts: Tensor[]) {
  */
 function launch<U extends UniformSpec & { n: 'u32' }>(
   ts: Tensor[], kernel: (vec4: boolean) => KernelSpec<U>, u: UniformValues<U>, version: OptimVersion, label: string,
-) {
+): Rewrite<U> {
   const gpu = ts[0]!.gpu;
+  const launched: { k: KernelSpec<U>; ubuf: GPUBuffer | null; n: number }[] = [];
   for (const w of windows(gpu, ts[0]!.size)) {
     const body = version === 'v2' ? Math.floor(w.count / BLOCK) * BLOCK : 0;
     if (body > 0) {
-      gpu.run(kernel(true), ts.map((t) => win(t, w.start, body)), { ...u, n: body / 4 }, grid1d(body / 4, WG), label);
+      const k = kernel(true);
+      launched.push({ k, n: body / 4, ubuf: gpu.run(k, ts.map((t) => win(t, w.start, body)), { ...u, n: body / 4 }, grid1d(body / 4, WG), label) });
     }
     const rest = w.count - body;
     if (rest > 0) {
-      gpu.run(kernel(false), ts.map((t) => win(t, w.start + body, rest)), { ...u, n: rest }, grid1d(rest, WG), label);
+      const k = kernel(false);
+      launched.push({ k, n: rest, ubuf: gpu.run(k, ts.map((t) => win(t, w.start + body, rest)), { ...u, n: rest }, grid1d(rest, WG), label) });
     }
   }
+  // NOTE: rewriting uniforms is only meaningful for a captured step (capture.ts), where the same
+  // uniform buffers are bound again on every replay.
+  return (nu) => { for (const l of launched) if (l.ubuf) gpu.writeUniforms(l.k, l.ubuf, { ...nu, n: l.n }); };
 }
+
+/** Rewrites the uniforms of dispatches already launched (for replays of a captured step). */
+type Rewrite<U extends UniformSpec> = (u: UniformValues<U>) => void;

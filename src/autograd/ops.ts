@@ -1,0 +1,154 @@
+// Differentiable ops: each launches its forward kernel(s) and records a closure that launches the
+// backward kernel(s), naming what it saved. Kernels live in src/kernels/; this file is only glue.
+
+import { Tensor } from '../gpu/tensor.js';
+import * as ew from '../kernels/elementwise.js';
+import * as pool from '../kernels/pool.js';
+import * as bn from '../kernels/batchnorm.js';
+import * as drop from '../kernels/dropout.js';
+import * as sm from '../kernels/softmax.js';
+import { record, Variable } from './variable.js';
+
+/** A constant input (no gradient): an image batch, labels, a mask. */
+export function constant(t: Tensor, name = ''): Variable { return new Variable(t, false, name); }
+
+/** y = max(x, 0). Saves y (its sign is x's) for dX = dY·[y > 0]. */
+export function relu(x: Variable): Variable {
+  const y = ew.relu(x.data);
+  return record('relu', y, [x], (dY) => [ew.reluBackward(y, dY)]);
+}
+
+export function leakyRelu(x: Variable, alpha: number): Variable {
+  const y = ew.leakyRelu(x.data, alpha);
+  return record('leakyRelu', y, [x], (dY) => [ew.reluBackward(y, dY, alpha)]);
+}
+
+/** y = a ∘ b with broadcasting; the backward sums over broadcast axes. Saves a and b (for mul/div). */
+export function binary(op: ew.BinaryOp, a: Variable, b: Variable): Variable {
+  const y = ew.binary(op, a.data, b.data);
+  return record(op, y, [a, b], (dY, needs) => {
+    const [dA, dB] = ew.binaryBackward(op, a.data, b.data, dY);
+    if (!needs[0]) { dA.dispose(); }
+    if (!needs[1]) { dB.dispose(); }
+    return [needs[0] ? dA : null, needs[1] ? dB : null];
+  });
+}
+
+export const add = (a: Variable, b: Variable) => binary('add', a, b);
+export const sub = (a: Variable, b: Variable) => binary('sub', a, b);
+export const mul = (a: Variable, b: Variable) => binary('mul', a, b);
+export const div = (a: Variable, b: Variable) => binary('div', a, b);
+
+/** y = αx. */
+export function scale(x: Variable, alpha: number): Variable {
+  return record('scale', ew.scale(x.data, alpha), [x], (dY) => [ew.scale(dY, alpha)]);
+}
+
+/**
+ * Same data, new shape, no copy: the output is a view of x's buffer (disposing it frees nothing),
+ * and the gradient is dY's buffer under x's shape (backward() sees the alias and keeps it alive).
+ */
+export function reshape(x: Variable, shape: readonly number[]): Variable {
+  return record('reshape', x.data.reshape(shape), [x], (dY) => [new Tensor(dY.gpu, dY.buffer, x.shape)]);
+}
+
+/** [N, ...] -> [N, rest] (PyTorch flatten(1)). */
+export function flatten(x: Variable): Variable {
+  const n = x.shape[0] ?? 1;
+  return reshape(x, [n, x.size / n]);
+}
+
+// ---- pooling ------------------------------------------------------------------------------------
+
+/** Max pooling. Saves the argmax (u32 per output) so the backward routes dY to the winners. */
+export function maxPool2d(x: Variable, opts: pool.MaxPool2dOptions): Variable {
+  const { y, argmax } = pool.maxPool2d(x.data, opts);
+  return record('maxPool2d', y, [x], (dY) => [pool.maxPool2dBackward(dY, argmax, x.shape, opts)], [argmax]);
+}
+
+/** Average pooling (count_include_pad per opts). Saves nothing: the backward needs only shapes. */
+export function avgPool2d(x: Variable, opts: pool.AvgPool2dOptions): Variable {
+  return record('avgPool2d', pool.avgPool2d(x.data, opts), [x], (dY) => [pool.avgPool2dBackward(dY, x.shape, opts)]);
+}
+
+/** [N,C,H,W] -> [N,C,1,1] mean over H·W. */
+export function globalAvgPool(x: Variable): Variable {
+  return record('globalAvgPool', pool.globalAvgPool(x.data), [x], (dY) => [pool.globalAvgPoolBackward(dY, x.shape)]);
+}
+
+/** PyTorch AdaptiveAvgPool2d bins. */
+export function adaptiveAvgPool2d(x: Variable, out: pool.PoolPair): Variable {
+  return record('adaptiveAvgPool2d', pool.adaptiveAvgPool2d(x.data, out), [x], (dY) => [pool.adaptiveAvgPool2dBackward(dY, x.shape)]);
+}
+
+// ---- normalisation and regularisation ----------------------------------------------------------
+
+export interface BatchNormArgs {
+  gamma: Variable; beta: Variable; runningMean: Tensor; runningVar: Tensor;
+  eps: number; momentum: number;
+  /**
+   * 'batch': normalise with batch statistics and update the running ones (training);
+   * 'running': normalise with the running statistics, which stay untouched (inference, or a frozen
+   * BatchNorm during fine-tuning — Keras' behaviour, and the right default for a frozen base).
+   */
+  stats: 'batch' | 'running';
+}
+
+export function batchNorm(x: Variable, a: BatchNormArgs): Variable {
+  const { gamma, beta, runningMean, runningVar, eps } = a;
+  if (a.stats === 'running') {
+    const y = bn.batchNorm2dInference(x.data, gamma.data, beta.data, runningMean, runningVar, eps);
+    // Backward of an affine map: dX = dY·γ/√(var+ε); dγ = Σ dY·x̂; dβ = Σ dY (x̂ from running stats).
+    return record('batchNorm', y, [x, gamma, beta], (dY, needs) => {
+      const g = bn.batchNorm2dInferenceBackward(x.data, dY, gamma.data, runningMean, runningVar, eps,
+        { needDX: needs[0], needDGamma: needs[1], needDBeta: needs[2] });
+      return [g.dX, g.dGamma, g.dBeta];
+    });
+  }
+  const r = bn.batchNorm2dTrain(x.data, gamma.data, beta.data, runningMean, runningVar, { eps, momentum: a.momentum, updateStats: true });
+  // Saves the batch mean and 1/√(var+ε) so the backward need not recompute them.
+  return record('batchNorm', r.y, [x, gamma, beta], (dY, needs) => {
+    const g = bn.batchNorm2dBackward(x.data, dY, gamma.data, r.saveMean, r.saveInvStd,
+      { needDX: needs[0], needDGamma: needs[1], needDBeta: needs[2] });
+    return [g.dX, g.dGamma, g.dBeta];
+  }, [r.saveMean, r.saveInvStd]);
+}
+
+/** Inverted dropout. The mask is regenerated from the seed in the backward, so nothing is saved. */
+export function dropout(x: Variable, p: number, seed: number): Variable {
+  const { y, maskSeed } = drop.dropout(x.data, p, seed);
+  return record('dropout', y, [x], (dY) => [drop.dropoutBackward(dY, p, maskSeed)]);
+}
+
+// ---- classification losses ------------------------------------------------------------------------
+
+export interface CrossEntropyOut {
+  /** Scalar loss (mean over the batch), differentiable. */
+  loss: Variable;
+  /** [1] count of argmax == label (f32), not part of the graph. */
+  correct: Tensor;
+}
+
+/**
+ * Fused softmax + cross-entropy against class indices (u32 [N] tensor). Saves the probabilities:
+ * the backward is dLogits = (p − q)·dLoss/N, q the (smoothed) one-hot target.
+ */
+export function crossEntropy(logits: Variable, labels: Tensor, labelSmoothing = 0): CrossEntropyOut {
+  const r = sm.softmaxCrossEntropy(logits.data, labels, { labelSmoothing, accuracy: true });
+  r.pred?.dispose();
+  const loss = record('crossEntropy', r.loss, [logits],
+    (dLoss) => [sm.softmaxCrossEntropyBackward(r.probs, labels, { labelSmoothing, dLoss })], [r.probs]);
+  return { loss, correct: r.correct! };
+}
+
+/** Softmax over the last axis of [N, K]. Saves y: dX = y ⊙ (dY − Σ dY·y). */
+export function softmax(x: Variable): Variable {
+  const y = sm.softmax(x.data);
+  return record('softmax', y, [x], (dY) => [sm.softmaxBackward(y, dY)]);
+}
+
+/** log-softmax over the last axis of [N, K]. Saves y: dX = dY − exp(y)·Σ dY. */
+export function logSoftmax(x: Variable): Variable {
+  const y = sm.logSoftmax(x.data);
+  return record('logSoftmax', y, [x], (dY) => [sm.logSoftmaxBackward(y, dY)]);
+}
