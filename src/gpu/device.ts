@@ -24,6 +24,26 @@ export interface GpuOptions {
 
 export interface KernelTime { name: string; label: string; ms: number }
 
+type RecordedOp =
+  | { kind: 'dispatch'; name: string; pipeline: GPUComputePipeline; group: GPUBindGroup; workgroups: readonly [number, number, number] }
+  | { kind: 'clear'; buffer: GPUBuffer; offset: number; size: number }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number };
+
+/**
+ * A captured sequence of GPU work (a training step for fixed shapes), replayable without re-running
+ * the JavaScript that produced it: bind groups are built once, every buffer it binds is pinned (the
+ * pool will not hand it to anyone else), and a replay encodes all dispatches into one compute pass.
+ * Uniforms that change from step to step (the optimizer's step count and LR) are rewritten by hooks
+ * registered during capture (`Gpu.onReplay`).
+ */
+export class Recording {
+  readonly ops: RecordedOp[] = [];
+  readonly buffers = new Set<GPUBuffer>();
+  readonly uniforms: GPUBuffer[] = [];
+  readonly hooks: (() => void)[] = [];
+  get dispatches(): number { return this.ops.filter((o) => o.kind === 'dispatch').length; }
+}
+
 const NO_ADAPTER =
   'no WebGPU adapter found. On Linux without a GPU install a software Vulkan driver ' +
   '(Debian bookworm: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) and set XDG_RUNTIME_DIR; ' +
@@ -117,11 +137,19 @@ export class Gpu {
   /** Copies bytes between buffers in stream order. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number) {
     this.encode().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    if (this.recording) {
+      this.recording.ops.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size: bytes });
+      this.recording.buffers.add(src).add(dst);
+    }
   }
 
   /** Zero-fills a byte range (clearBuffer needs 4-byte multiples). */
   zero(buf: GPUBuffer, offset = 0, bytes = buf.size - offset) {
     this.encode().clearBuffer(buf, offset, bytes);
+    if (this.recording) {
+      this.recording.ops.push({ kind: 'clear', buffer: buf, offset, size: bytes });
+      this.recording.buffers.add(buf);
+    }
   }
 
   // ---- kernels -------------------------------------------------------------------------------
@@ -175,21 +203,33 @@ export class Gpu {
   run<U extends UniformSpec>(
     k: KernelSpec<U>, bindings: readonly Binding[], uniforms: UniformValues<U>,
     workgroups: readonly [number, number, number], label = '',
-  ) {
+  ): GPUBuffer | null {
     if (bindings.length !== k.bindings.length) {
       throw new Error(`${k.name}: expected ${k.bindings.length} bindings, got ${bindings.length}`);
     }
     const maxG = Number(this.limits.maxComputeWorkgroupsPerDimension);
     if (workgroups.some((g) => g > maxG)) throw new Error(`${k.name}: dispatch ${workgroups.join('x')} exceeds ${maxG} groups per dimension`);
-    if (workgroups.some((g) => g === 0)) return;
+    if (workgroups.some((g) => g === 0)) return null;
     const { pipeline, layout } = this.pipeline(k);
-    const ubuf = this.uniformBuffer(packUniforms(k.uniforms, uniforms));
+    const rec = this.recording;
+    const udata = packUniforms(k.uniforms, uniforms);
+    let ubuf: GPUBuffer;
+    if (rec) {
+      // A captured dispatch keeps its own uniform buffer for as long as the recording lives.
+      ubuf = this.device.createBuffer({ size: udata.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.device.queue.writeBuffer(ubuf, 0, udata);
+      rec.uniforms.push(ubuf);
+    } else ubuf = this.uniformBuffer(udata);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ubuf, size: uniformByteSize(k.uniforms) } }];
     bindings.forEach((b, i) => {
       const res = 'buffer' in b ? b : { buffer: b, offset: 0, size: Math.min(b.size, this.maxBinding) };
       entries.push({ binding: i + 1, resource: res });
     });
     const group = this.device.createBindGroup({ layout, entries });
+    if (rec) {
+      for (const b of bindings) rec.buffers.add('buffer' in b ? b.buffer : b);
+      rec.ops.push({ kind: 'dispatch', name: k.name, pipeline, group, workgroups });
+    }
     const enc = this.encode();
     let timestampWrites: GPUComputePassTimestampWrites | undefined;
     if (this.timing && this.querySet) {
@@ -203,8 +243,76 @@ export class Gpu {
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
+    this.countDispatch(k.name);
+    return ubuf;
+  }
+
+  private countDispatch(name: string) {
     this.dispatchCount++;
-    this.dispatchesByName.set(k.name, (this.dispatchesByName.get(k.name) ?? 0) + 1);
+    this.dispatchesByName.set(name, (this.dispatchesByName.get(name) ?? 0) + 1);
+  }
+
+  /** Rewrites a captured dispatch's uniforms (the buffer `run` returned while capturing). */
+  writeUniforms<U extends UniformSpec>(k: KernelSpec<U>, ubuf: GPUBuffer, uniforms: UniformValues<U>) {
+    this.device.queue.writeBuffer(ubuf, 0, packUniforms(k.uniforms, uniforms));
+  }
+
+  // ---- capture and replay --------------------------------------------------------------------
+
+  private recording: Recording | null = null;
+
+  get capturing(): boolean { return this.recording !== null; }
+
+  /** Starts recording every dispatch, clear and copy (they still execute as usual). */
+  beginCapture(): Recording {
+    if (this.recording) throw new Error('beginCapture: already capturing');
+    this.flush();
+    this.recording = new Recording();
+    return this.recording;
+  }
+
+  /** Stops recording; pins every buffer the recording binds. */
+  endCapture(): Recording {
+    const rec = this.recording;
+    if (!rec) throw new Error('endCapture: not capturing');
+    this.flush();
+    this.recording = null;
+    this.pool.pin(rec.buffers);
+    return rec;
+  }
+
+  /** Registers a hook that runs before each replay of the recording being captured. */
+  onReplay(fn: () => void) {
+    this.recording?.hooks.push(fn);
+  }
+
+  /** Encodes a recording again: hooks first, then every op, dispatches sharing compute passes. */
+  replay(rec: Recording) {
+    if (this.recording) throw new Error('replay: cannot replay while capturing');
+    for (const h of rec.hooks) h();
+    const enc = this.encode();
+    let pass: GPUComputePassEncoder | null = null;
+    for (const op of rec.ops) {
+      if (op.kind === 'dispatch') {
+        pass ??= enc.beginComputePass();
+        pass.setPipeline(op.pipeline);
+        pass.setBindGroup(0, op.group);
+        pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
+        this.countDispatch(op.name);
+        continue;
+      }
+      if (pass) { pass.end(); pass = null; }
+      if (op.kind === 'clear') enc.clearBuffer(op.buffer, op.offset, op.size);
+      else enc.copyBufferToBuffer(op.src, op.srcOffset, op.dst, op.dstOffset, op.size);
+    }
+    pass?.end();
+  }
+
+  /** Frees a recording: its uniform buffers, and the pins on its buffers. */
+  disposeRecording(rec: Recording) {
+    this.pool.unpin(rec.buffers);
+    for (const u of rec.uniforms) u.destroy();
+    rec.ops.length = 0;
   }
 
   /** Submits everything encoded so far. */

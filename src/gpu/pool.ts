@@ -30,6 +30,12 @@ export interface PoolStats {
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private live = new Map<GPUBuffer, number>();
+  /**
+   * Buffers a captured step (capture.ts) binds. When released they are parked here instead of the
+   * free lists, so nothing else can be handed a buffer that a replay will write.
+   */
+  private pinned = new Set<GPUBuffer>();
+  private parked = new Set<GPUBuffer>();
   readonly stats: PoolStats = { inUse: 0, pooled: 0, peak: 0, created: 0 };
 
   constructor(private device: GPUDevice, private maxBufferSize: number) {}
@@ -71,13 +77,42 @@ export class BufferPool {
     if (size === undefined) throw new Error('BufferPool.release: buffer is not live (released twice?)');
     this.live.delete(buf);
     this.stats.inUse -= size;
+    if (this.pinned.has(buf)) { this.parked.add(buf); this.stats.pooled += size; return; }
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
     list.push(buf);
     this.stats.pooled += size;
   }
 
-  /** Destroys every pooled (free) buffer. Live buffers are untouched. */
+  /** Whether this pool handed out `buf` and it has not been released. */
+  isLive(buf: GPUBuffer): boolean { return this.live.has(buf); }
+
+  /** Keeps `bufs` out of the free lists until unpinned (see `pinned`). */
+  pin(bufs: Iterable<GPUBuffer>) {
+    for (const b of bufs) {
+      if (this.pinned.has(b)) continue;
+      this.pinned.add(b);
+      // Already released during the capture: move it from its free list to the parked set.
+      const size = bucketSize(b.size);
+      const list = this.free.get(b.size) ?? this.free.get(size);
+      const i = list?.indexOf(b) ?? -1;
+      if (list && i >= 0) { list.splice(i, 1); this.parked.add(b); }
+    }
+  }
+
+  /** Returns pinned buffers to normal life: parked ones go back to the free lists. */
+  unpin(bufs: Iterable<GPUBuffer>) {
+    for (const b of bufs) {
+      if (!this.pinned.delete(b)) continue;
+      if (this.parked.delete(b)) {
+        let list = this.free.get(b.size);
+        if (!list) this.free.set(b.size, (list = []));
+        list.push(b);
+      }
+    }
+  }
+
+  /** Destroys every pooled (free) buffer. Live and parked buffers are untouched. */
   trim() {
     for (const list of this.free.values()) for (const b of list) b.destroy();
     this.free.clear();
