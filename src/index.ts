@@ -1,1 +1,10 @@
+// wgtrain's library API. The GPU runtime's names are exported flat (getGpu, Tensor, …); each layer
+// of the engine above it is a namespace, so the same op name can exist at two levels
+// (kernels.conv2d works on Tensors, ops.conv2d on autograd Variables):
+//
+//   import { getGpu, Tensor, kernels } from 'wgtrain';
+//   const gpu = await getGpu();
+//   const y = kernels.relu(kernels.conv2d(x, w, b, { padding: 1 }));
 export * from './gpu/index.js';
+export * as kernels from './kernels/index.js';
+export * as reference from './kernels/reference.js';

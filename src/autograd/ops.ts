@@ -7,6 +7,8 @@ import * as pool from '../kernels/pool.js';
 import * as bn from '../kernels/batchnorm.js';
 import * as drop from '../kernels/dropout.js';
 import * as sm from '../kernels/softmax.js';
+import * as mm from '../kernels/matmul.js';
+import * as conv from '../kernels/conv2d.js';
 import { record, Variable } from './variable.js';
 
 /** A constant input (no gradient): an image batch, labels, a mask. */
@@ -151,4 +153,29 @@ export function softmax(x: Variable): Variable {
 export function logSoftmax(x: Variable): Variable {
   const y = sm.logSoftmax(x.data);
   return record('logSoftmax', y, [x], (dY) => [sm.logSoftmaxBackward(y, dY)]);
+}
+
+// ---- dense and convolution ----------------------------------------------------------------------
+
+/**
+ * y = x·Wᵀ + b (PyTorch Linear). The backward computes only what is needed: no dW/db for a frozen
+ * layer, no dX when x needs no gradient (the lowest trainable layer).
+ */
+export function linear(x: Variable, w: Variable, b: Variable | null): Variable {
+  const y = mm.dense(x.data, w.data, b?.data);
+  const inputs = b ? [x, w, b] : [x, w];
+  return record('linear', y, inputs, (dY, needs) => {
+    const g = mm.denseBackward(x.data, w.data, dY, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    return [g.dX ?? null, g.dW ?? null, g.db ?? null];
+  });
+}
+
+/** 2-D convolution; the same skipping rules as `linear`. Saves nothing beyond its inputs. */
+export function conv2d(x: Variable, w: Variable, b: Variable | null, opts: conv.Conv2dOptions): Variable {
+  const y = conv.conv2d(x.data, w.data, b?.data, opts);
+  const inputs = b ? [x, w, b] : [x, w];
+  return record('conv2d', y, inputs, (dY, needs) => {
+    const g = conv.conv2dBackward(x.data, w.data, dY, opts, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    return [g.dX ?? null, g.dW ?? null, g.db ?? null];
+  });
 }

@@ -7,3 +7,5 @@ export * from './reference/batchnorm.js';
 export * from './reference/dropout.js';
 export * from './reference/softmax.js';
 export * from './reference/optim.js';
+export * from './reference/conv2d.js';
+export * from './reference/matmul.js';

@@ -1,0 +1,166 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Tensor, type Gpu } from '../../src/gpu/index.js';
+import {
+  conv2d, conv2dBackward, conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, convGeometry, pickVersion, type Conv2dOptions,
+} from '../../src/kernels/conv2d.js';
+import {
+  conv2dBackwardBiasRef, conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef,
+} from '../../src/kernels/reference/conv2d.js';
+import { device, expectClose, gradcheck, Rng } from '../helpers.js';
+
+let gpu: Gpu;
+beforeAll(async () => { gpu = await device(); });
+
+const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+// [x shape, w shape, options, bias]. A representative slice of H,W ∈ {1,3,7,17}, C,K ∈ {1,3,4,8,…},
+// N ∈ {1,2}, R×S ∈ {1×1, 3×3, 5×5, 3×1, 1×3, 7×7}, strides 1–3, pads 0–3 (asymmetric too), dilation 1–2,
+// groups 1 / 2 / depthwise.
+type Case = [number[], number[], Conv2dOptions, boolean];
+const CASES: Case[] = [
+  [[1, 1, 1, 1], [1, 1, 1, 1], {}, true],
+  [[1, 1, 1, 1], [2, 1, 3, 3], { padding: 1 }, false],
+  [[2, 3, 7, 7], [4, 3, 3, 3], { padding: 1 }, true],
+  [[1, 4, 17, 17], [8, 4, 3, 3], { stride: 2, padding: 1 }, true],
+  [[2, 3, 17, 7], [4, 3, 5, 5], { padding: 2, dilation: 2 }, false],
+  [[1, 8, 7, 17], [3, 8, 3, 1], { padding: [1, 0] }, true],
+  [[2, 3, 1, 17], [4, 3, 1, 3], { stride: [1, 2], padding: [0, 1] }, true],
+  [[2, 4, 17, 17], [4, 2, 3, 3], { groups: 2, stride: 2, padding: [0, 1, 2, 3] }, true],
+  [[1, 8, 17, 17], [8, 1, 3, 3], { groups: 8, padding: 1 }, true],
+  [[2, 8, 7, 7], [8, 1, 5, 5], { groups: 8, stride: 2, padding: 2 }, false],
+  [[1, 3, 17, 17], [8, 3, 3, 3], { stride: 3 }, true],          // rows/cols 15, 16 are in no window
+  [[2, 4, 7, 7], [4, 4, 1, 1], {}, true],
+  [[1, 4, 17, 17], [8, 4, 1, 1], { stride: 2 }, false],          // ResNet downsample shortcut
+  [[2, 8, 17, 17], [4, 8, 3, 3], { padding: 2, dilation: 2 }, true],
+  [[1, 3, 7, 17], [1, 3, 3, 3], { stride: [2, 3], padding: [1, 2] }, true],
+  [[2, 1, 17, 7], [3, 1, 5, 5], { padding: [3, 0, 1, 2] }, true],
+  [[1, 8, 3, 3], [8, 8, 3, 3], { padding: 1 }, true],
+  [[2, 4, 3, 7], [8, 2, 3, 1], { groups: 2, stride: [2, 1], dilation: [2, 1], padding: [1, 0, 2, 0] }, true],
+  [[1, 8, 17, 17], [8, 4, 5, 5], { groups: 2, stride: 3, padding: 3, dilation: 2 }, true],
+  [[1, 3, 17, 17], [4, 3, 7, 7], { stride: 2, padding: 3 }, false],   // ResNet stem
+  [[1, 4, 7, 7], [4, 4, 3, 3], { stride: 3, padding: [3, 0, 0, 3] }, true],
+  [[2, 17, 9, 9], [33, 17, 3, 3], { padding: 1 }, true],        // several channel blocks and column blocks
+  [[1, 16, 7, 7], [16, 8, 3, 3], { groups: 2, padding: 1, stride: 2 }, true],
+];
+
+function data(c: Case, seed: number) {
+  const [xs, ws, o, bias] = c;
+  const rng = new Rng(seed);
+  const g = convGeometry(xs, ws, o);
+  const x = rng.array(numel(xs)), w = rng.array(numel(ws)), b = bias ? rng.array(ws[0]!) : null;
+  const dy = rng.array(g.N * g.K * g.P * g.Q);
+  return { xs, ws, o, x, w, b, dy, ys: [g.N, g.K, g.P, g.Q], g };
+}
+
+// f32 sums of `terms` products of magnitude ≤ 1 in a different order than the float64 reference: the
+// absolute error grows with the number of terms whatever the sum's value, so the near-zero floor
+// (atol) scales with it. A wrong or missing tap is an error of ~1/√terms of the value: far above this.
+const tol = (terms: number) => ({ rtol: 1e-3, atol: 3e-5 * terms });
+const close = (what: string, got: ArrayLike<number>, want: ArrayLike<number>, terms: number) =>
+  expectClose(what, got, want, tol(terms).rtol, tol(terms).atol);
+
+describe('conv2d vs float64 reference', () => {
+  it.each(CASES.map((c, i) => [i, `x${JSON.stringify(c[0])} w${JSON.stringify(c[1])} ${JSON.stringify(c[2])}${c[3] ? ' +b' : ''}`, c] as const))(
+    'case %i: %s', async (i, _name, c) => {
+      const d = data(c, 100 + i);
+      const { g } = d;
+      const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws), tdy = Tensor.from(gpu, d.dy, d.ys);
+      const tb = d.b ? Tensor.from(gpu, d.b) : undefined;
+      const yRef = conv2dRef(d.x, d.xs, d.w, d.ws, d.b, d.o);
+      expect(yRef.shape).toEqual(d.ys);
+      const dxRef = conv2dBackwardInputRef(d.dy, d.w, d.ws, d.xs, d.o);
+      const dwRef = conv2dBackwardWeightRef(d.x, d.xs, d.dy, d.ws, d.o);
+      const fwdTerms = g.Cg * g.R * g.S, dxTerms = g.Kg * g.R * g.S, dwTerms = g.N * g.P * g.Q;
+      for (const version of [1, 2] as const) {
+        const o = { ...d.o, version };
+        const y = conv2d(tx, tw, tb, o);
+        expect([...y.shape]).toEqual(d.ys);
+        close(`fwd v${version}`, await y.read(), yRef.y, fwdTerms);
+        close(`dX v${version}`, await conv2dBackwardInput(tdy, tw, d.xs, o).read(), dxRef, dxTerms);
+        close(`dW v${version}`, await conv2dBackwardWeight(tx, tdy, d.ws, o).read(), dwRef, dwTerms);
+      }
+      const db = await conv2dBackwardBias(tdy).read();
+      close('db', db, conv2dBackwardBiasRef(d.dy, d.ys), g.N * g.P * g.Q);
+
+      // The gradients are the derivatives of the forward (central differences of Σ y·dY, float64).
+      const grads = conv2dBackward(tx, tw, tdy, d.o, { needDX: true, needDW: true, needDB: !!d.b });
+      gradcheck('dX', (v) => conv2dRef(v, d.xs, d.w, d.ws, d.b, d.o).y, d.x, d.dy, await grads.dX!.read());
+      gradcheck('dW', (v) => conv2dRef(d.x, d.xs, v, d.ws, d.b, d.o).y, d.w, d.dy, await grads.dW!.read());
+      if (d.b) gradcheck('db', (v) => conv2dRef(d.x, d.xs, d.w, d.ws, v, d.o).y, d.b, d.dy, await grads.db!.read());
+      for (const t of [tx, tw, tdy, tb, grads.dX, grads.dW, grads.db]) t?.dispose();
+    });
+});
+
+describe('conv2d v2 without subgroups (fallback)', () => {
+  it.each([[2, 'none'], [7, 'none'], [17, 'none'], [21, 'none']] as const)('case %i, share %s', async (i, share) => {
+    const d = data(CASES[i]!, 100 + i);
+    const { g } = d;
+    const o: Conv2dOptions = { ...d.o, share };
+    const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws), tdy = Tensor.from(gpu, d.dy, d.ys);
+    const tb = d.b ? Tensor.from(gpu, d.b) : undefined;
+    close(`fwd ${share}`, await conv2d(tx, tw, tb, o).read(), conv2dRef(d.x, d.xs, d.w, d.ws, d.b, d.o).y, g.Cg * g.R * g.S);
+    close(`dX ${share}`, await conv2dBackwardInput(tdy, tw, d.xs, o).read(), conv2dBackwardInputRef(d.dy, d.w, d.ws, d.xs, d.o), g.Kg * g.R * g.S);
+    close(`dW ${share}`, await conv2dBackwardWeight(tx, tdy, d.ws, o).read(), conv2dBackwardWeightRef(d.x, d.xs, d.dy, d.ws, d.o), g.N * g.P * g.Q);
+  });
+});
+
+describe('conv2d batch chunks (tensors above the binding limit)', () => {
+  it.each([1, 2] as const)('v%i: 3 images, a binding limit of 2 images, unaligned window starts', async (version) => {
+    const c: Case = [[3, 4, 7, 7], [4, 4, 3, 3], { padding: 1, stride: 1 }, true];
+    const d = data(c, 9);
+    const o: Conv2dOptions = { ...d.o, version, bindingLimit: 2 * 4 * 7 * 7 * 4 + 256 };
+    const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws), tdy = Tensor.from(gpu, d.dy, d.ys);
+    const tb = Tensor.from(gpu, d.b!);
+    close('fwd chunked', await conv2d(tx, tw, tb, o).read(), conv2dRef(d.x, d.xs, d.w, d.ws, d.b, d.o).y, 36);
+    close('dX chunked', await conv2dBackwardInput(tdy, tw, d.xs, o).read(), conv2dBackwardInputRef(d.dy, d.w, d.ws, d.xs, d.o), 36);
+    close('dW chunked', await conv2dBackwardWeight(tx, tdy, d.ws, o).read(), conv2dBackwardWeightRef(d.x, d.xs, d.dy, d.ws, d.o), 150);
+    close('db chunked', await conv2dBackwardBias(tdy, o).read(), conv2dBackwardBiasRef(d.dy, d.ys), 150);
+  });
+});
+
+describe('conv2dBackward launches only what is needed', () => {
+  const count = (prefix: string) => [...gpu.dispatchesByName].filter(([k]) => k.startsWith(prefix)).reduce((s, [, v]) => s + v, 0);
+  it.each([1, 2] as const)('v%i', async (version) => {
+    const d = data(CASES[3]!, 5);
+    const o = { ...d.o, version };
+    const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws), tdy = Tensor.from(gpu, d.dy, d.ys);
+    const before = { dx: count('conv2d.dx'), dw: count('conv2d.dw'), db: count('conv2d.db') };
+    // Frozen layer in the middle of the network: only dX.
+    const frozen = conv2dBackward(tx, tw, tdy, o, { needDX: true, needDW: false, needDB: false });
+    expect(frozen.dW).toBeUndefined();
+    expect(frozen.db).toBeUndefined();
+    expect(count('conv2d.dw') - before.dw).toBe(0);
+    expect(count('conv2d.db') - before.db).toBe(0);
+    expect(count('conv2d.dx') - before.dx).toBeGreaterThan(0);
+    // Lowest trainable layer: no dX.
+    const mid = count('conv2d.dx');
+    const first = conv2dBackward(tx, tw, tdy, o, { needDX: false, needDW: true, needDB: true });
+    expect(first.dX).toBeUndefined();
+    expect(count('conv2d.dx') - mid).toBe(0);
+    close('dW', await first.dW!.read(), conv2dBackwardWeightRef(d.x, d.xs, d.dy, d.ws, d.o), d.g.N * d.g.P * d.g.Q);
+  });
+});
+
+describe('conv2d geometry', () => {
+  it('output size, padding shorthands and errors', () => {
+    expect(convGeometry([4, 64, 56, 56], [64, 64, 3, 3], { padding: 1 })).toMatchObject({ P: 56, Q: 56 });
+    expect(convGeometry([1, 3, 224, 224], [64, 3, 7, 7], { stride: 2, padding: 3 })).toMatchObject({ P: 112, Q: 112 });
+    // ⌊(17 + 0 − 2 − 1)/3⌋ + 1 = 5: rounding down leaves the last rows uncovered.
+    expect(convGeometry([1, 1, 17, 17], [1, 1, 3, 3], { stride: 3 })).toMatchObject({ P: 5, Q: 5 });
+    expect(convGeometry([1, 1, 7, 9], [1, 1, 3, 3], { padding: [1, 2] })).toMatchObject({ pt: 1, pl: 2, pb: 1, pr: 2, P: 7, Q: 11 });
+    expect(convGeometry([1, 1, 7, 9], [1, 1, 3, 3], { padding: [0, 1, 2, 3], dilation: 2 })).toMatchObject({ P: 5, Q: 9 });
+    expect(() => convGeometry([1, 4, 7, 7], [4, 4, 3, 3], { groups: 2 })).toThrow(/groups/);
+    expect(() => convGeometry([1, 4, 2, 2], [4, 4, 3, 3], {})).toThrow(/does not fit/);
+  });
+
+  it('default version: tiled unless the channel tiles would be mostly padding', () => {
+    const dense = convGeometry([1, 64, 8, 8], [64, 64, 3, 3], { padding: 1 });
+    const depthwise = convGeometry([1, 64, 8, 8], [64, 1, 3, 3], { padding: 1, groups: 64 });
+    for (const pass of ['fwd', 'dx', 'dw'] as const) {
+      expect(pickVersion(dense, pass)).toBe(2);
+      expect(pickVersion(depthwise, pass)).toBe(1);
+      expect(pickVersion(depthwise, pass, { version: 2 })).toBe(2);
+    }
+    expect(pickVersion(convGeometry([1, 3, 8, 8], [64, 3, 3, 3], {}), 'fwd')).toBe(2);  // VGG's first layer
+  });
+});
