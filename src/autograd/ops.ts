@@ -116,10 +116,23 @@ export function batchNorm(x: Variable, a: BatchNormArgs): Variable {
   }, [r.saveMean, r.saveInvStd]);
 }
 
-/** Inverted dropout. The mask is regenerated from the seed in the backward, so nothing is saved. */
-export function dropout(x: Variable, p: number, seed: number): Variable {
-  const { y, maskSeed } = drop.dropout(x.data, p, seed);
-  return record('dropout', y, [x], (dY) => [drop.dropoutBackward(dY, p, maskSeed)]);
+/**
+ * Inverted dropout. The mask is regenerated from the seed in the backward, so nothing is saved.
+ * `seed` is a number, or a generator of seeds: then a captured step draws a fresh seed for every
+ * replay and rewrites it into both the forward and the backward dispatches (same mask in both).
+ */
+export function dropout(x: Variable, p: number, seed: number | (() => number)): Variable {
+  const next = typeof seed === 'number' ? null : seed;
+  const s0 = next ? next() : (seed as number);
+  const gpu = x.data.gpu;
+  const fwd = drop.dropoutLaunch(x.data, p, s0);
+  let bwdReseed: ((s: number) => void) | null = null;
+  if (next && gpu.capturing) gpu.onReplay(() => { const s = next(); fwd.reseed(s); bwdReseed?.(s); });
+  return record('dropout', fwd.y, [x], (dY) => {
+    const b = drop.dropoutLaunch(dY, p, s0);
+    bwdReseed = b.reseed;
+    return [b.y];
+  });
 }
 
 // ---- classification losses ------------------------------------------------------------------------

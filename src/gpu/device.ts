@@ -281,6 +281,20 @@ export class Gpu {
     return rec;
   }
 
+  /**
+   * Runs fn with capture suspended: its work executes now but is not part of the recording (e.g. the
+   * zero-fill of optimizer state created by a captured first step must not re-run on every replay).
+   * NOTE: buffers allocated in fn are never ones the recording has bound so far: a temporary of the
+   * step that was freed earlier in the capture would otherwise be rewritten by every replay.
+   */
+  outsideCapture<T>(fn: () => T): T {
+    const rec = this.recording;
+    if (!rec) return fn();
+    this.recording = null;
+    this.pool.exclude = rec.buffers;
+    try { return fn(); } finally { this.recording = rec; this.pool.exclude = null; }
+  }
+
   /** Registers a hook that runs before each replay of the recording being captured. */
   onReplay(fn: () => void) {
     this.recording?.hooks.push(fn);

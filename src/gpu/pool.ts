@@ -37,6 +37,8 @@ export class BufferPool {
   private pinned = new Set<GPUBuffer>();
   private parked = new Set<GPUBuffer>();
   readonly stats: PoolStats = { inUse: 0, pooled: 0, peak: 0, created: 0 };
+  /** While set, acquire() hands out no buffer in it (see Gpu.outsideCapture). */
+  exclude: ReadonlySet<GPUBuffer> | null = null;
 
   constructor(private device: GPUDevice, private maxBufferSize: number) {}
 
@@ -50,7 +52,11 @@ export class BufferPool {
       return this.create(exact, label);
     }
     const list = this.free.get(size);
-    const buf = list?.pop();
+    let buf: GPUBuffer | undefined;
+    if (this.exclude && list) {
+      const i = list.findIndex((b) => !this.exclude!.has(b));
+      if (i >= 0) buf = list.splice(i, 1)[0];
+    } else buf = list?.pop();
     if (buf) {
       this.stats.pooled -= size;
       this.track(buf, size);

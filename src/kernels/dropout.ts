@@ -26,6 +26,7 @@
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
 import { Tensor } from '../gpu/tensor.js';
+import type { UniformValues } from '../gpu/uniforms.js';
 
 const WG = 256;
 
@@ -84,13 +85,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`,
 }));
 
-function run(x: Tensor, p: number, seed: number, opts: DropoutOptions): Tensor {
+/**
+ * Launches the mask-multiply and returns y with a `reseed` that rewrites the seed of the dispatches
+ * just encoded: a captured training step replays them with a fresh mask each time.
+ */
+export function dropoutLaunch(x: Tensor, p: number, seed: number, opts: DropoutOptions = {}): { y: Tensor; reseed: (seed: number) => void } {
   const thresh = dropoutThreshold(p);
   if (!Number.isInteger(seed)) throw new Error(`dropout: seed must be an integer, got ${seed}`);
   if (x.size >= 2 ** 32) throw new Error('dropout: more than 2³² elements');
   const gpu = x.gpu;
   const y = Tensor.empty(gpu, x.shape);
   const base = { seed: seed >>> 0, thresh, scale: p < 1 ? 1 / (1 - p) : 0 };
+  const launched: { k: KernelSpec<DropU>; ubuf: GPUBuffer | null; u: UniformValues<DropU> }[] = [];
   // NOTE: windows are multiples of 64 elements (256-byte binding offsets), so only the last window
   // can have a tail that is not a multiple of 4.
   const maxElems = Math.floor((opts.maxWindowBytes ?? gpu.maxBinding) / 4 / 64) * 64;
@@ -100,23 +106,28 @@ function run(x: Tensor, p: number, seed: number, opts: DropoutOptions): Tensor {
     const n4 = opts.version === 1 ? 0 : Math.floor(count / 4);
     if (n4 > 0) {
       const b = { offset: start * 4, size: n4 * 16 };
-      gpu.run(dropoutKernel(4), [{ buffer: x.buffer, ...b }, { buffer: y.buffer, ...b }], { ...base, n: n4, off: 0, start }, grid1d(n4, WG), 'dropout');
+      const u = { ...base, n: n4, off: 0, start };
+      launched.push({ k: dropoutKernel(4), u, ubuf: gpu.run(dropoutKernel(4), [{ buffer: x.buffer, ...b }, { buffer: y.buffer, ...b }], u, grid1d(n4, WG), 'dropout') });
     }
     const rest = count - 4 * n4;
     if (rest > 0) {
       const b = { offset: start * 4, size: count * 4 };
-      gpu.run(dropoutKernel(1), [{ buffer: x.buffer, ...b }, { buffer: y.buffer, ...b }], { ...base, n: rest, off: 4 * n4, start }, grid1d(rest, WG), 'dropout');
+      const u = { ...base, n: rest, off: 4 * n4, start };
+      launched.push({ k: dropoutKernel(1), u, ubuf: gpu.run(dropoutKernel(1), [{ buffer: x.buffer, ...b }, { buffer: y.buffer, ...b }], u, grid1d(rest, WG), 'dropout') });
     }
   }
-  return y;
+  const reseed = (next: number) => {
+    for (const l of launched) if (l.ubuf) gpu.writeUniforms(l.k, l.ubuf, { ...l.u, seed: next >>> 0 });
+  };
+  return { y, reseed };
 }
 
 /** y = x·mask/(1 − p) with mask from (seed, element index). Deterministic for a given seed. */
 export function dropout(x: Tensor, p: number, seed: number, opts: DropoutOptions = {}): DropoutResult {
-  return { y: run(x, p, seed, opts), maskSeed: seed >>> 0 };
+  return { y: dropoutLaunch(x, p, seed, opts).y, maskSeed: seed >>> 0 };
 }
 
 /** dX = dY·mask/(1 − p): regenerates the forward's mask from its seed (nothing was stored). */
 export function dropoutBackward(dY: Tensor, p: number, maskSeed: number, opts: DropoutOptions = {}): Tensor {
-  return run(dY, p, maskSeed, opts);
+  return dropoutLaunch(dY, p, maskSeed, opts).y;
 }
