@@ -142,6 +142,30 @@ export class Optimizer {
     return { tensors, steps };
   }
 
+  /**
+   * Loads state saved by `stateTensors` (a checkpoint, or another optimizer over the same model with
+   * different groups): matched by parameter name; state for names this optimizer doesn't hold is
+   * ignored. Tensors are copied, so the source can be released.
+   */
+  loadState(saved: { tensors: [string, Tensor][]; steps: Record<string, number> }) {
+    const byName = new Map(saved.tensors);
+    const known = new Map(this.groups.flatMap((g) => g.params));
+    for (const [name, step] of Object.entries(saved.steps)) {
+      const p = known.get(name);
+      if (!p) continue;
+      const copy = (t: Tensor | undefined) => {
+        if (!t) return undefined;
+        if (t.size !== p.size) throw new Error(`optimizer state for '${name}' has ${t.size} values, the parameter ${p.size}`);
+        const c = Tensor.empty(p.data.gpu, p.shape);
+        p.data.gpu.copy(t.buffer, 0, c.buffer, 0, t.size * 4);
+        return c;
+      };
+      const old = this.state.get(name);
+      old?.m?.dispose(); old?.v?.dispose();
+      this.state.set(name, { step, m: copy(byName.get(`${name}.m`)), v: copy(byName.get(`${name}.v`)) });
+    }
+  }
+
   dispose() {
     for (const st of this.state.values()) { st.m?.dispose(); st.v?.dispose(); }
     this.state.clear();
