@@ -10,3 +10,6 @@ export * from './batchnorm.js';
 export * from './dropout.js';
 export * from './softmax.js';
 export * from './optim.js';
+export * from './activation.js';
+export * from './shape.js';
+export * from './lrn.js';

@@ -9,3 +9,6 @@ export * from './reference/softmax.js';
 export * from './reference/optim.js';
 export * from './reference/conv2d.js';
 export * from './reference/matmul.js';
+export * from './reference/activation.js';
+export * from './reference/shape.js';
+export * from './reference/lrn.js';
