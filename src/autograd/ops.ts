@@ -9,6 +9,9 @@ import * as drop from '../kernels/dropout.js';
 import * as sm from '../kernels/softmax.js';
 import * as mm from '../kernels/matmul.js';
 import * as conv from '../kernels/conv2d.js';
+import * as act from '../kernels/activation.js';
+import * as shp from '../kernels/shape.js';
+import * as lrnK from '../kernels/lrn.js';
 import { record, Variable } from './variable.js';
 
 /** A constant input (no gradient): an image batch, labels, a mask. */
@@ -191,4 +194,60 @@ export function conv2d(x: Variable, w: Variable, b: Variable | null, opts: conv.
     const g = conv.conv2dBackward(x.data, w.data, dY, opts, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
     return [g.dX ?? null, g.dW ?? null, g.db ?? null];
   });
+}
+
+// ---- ops of imported graphs (activations, data movement, LRN) -----------------------------------
+
+/** σ(x) = 1/(1 + e^−x). Saves y: dX = dY·y·(1 − y). */
+export function sigmoid(x: Variable): Variable {
+  const y = act.sigmoid(x.data);
+  return record('sigmoid', y, [x], (dY) => [act.sigmoidBackward(y, dY)]);
+}
+
+/** tanh(x). Saves y: dX = dY·(1 − y²). */
+export function tanh(x: Variable): Variable {
+  const y = act.tanh(x.data);
+  return record('tanh', y, [x], (dY) => [act.tanhBackward(y, dY)]);
+}
+
+/** min(max(x, lo), hi) (ONNX Clip, ReLU6). The backward reads x (see clipBackward's modes). */
+export function clip(x: Variable, lo = -Infinity, hi = Infinity, mode: act.ClipGradMode = 'clamp'): Variable {
+  const y = act.clip(x.data, lo, hi);
+  return record('clip', y, [x], (dY) => [act.clipBackward(x.data, dY, lo, hi, { mode })]);
+}
+
+/** Axis permutation; the backward applies the inverse permutation. */
+export function transpose(x: Variable, perm: readonly number[]): Variable {
+  const y = shp.transpose(x.data, perm);
+  return record('transpose', y, [x], (dY) => [shp.transposeBackward(dY, perm)]);
+}
+
+/** Concatenation along `axis`; the backward slices dY back into the inputs' shapes. */
+export function concat(xs: readonly Variable[], axis: number): Variable {
+  const y = shp.concat(xs.map((v) => v.data), axis);
+  const shapes = xs.map((v) => v.shape);
+  return record('concat', y, xs, (dY, needs) => {
+    const parts = shp.concatBackward(dY, shapes, axis);
+    return parts.map((p, i) => { if (needs[i]) return p; p.dispose(); return null; });
+  });
+}
+
+/** Constant padding, ONNX layout [begin_0 … begin_{r−1}, end_0 … end_{r−1}]; negative pads crop. */
+export function pad(x: Variable, pads: readonly number[], value = 0): Variable {
+  const y = shp.pad(x.data, pads, value);
+  const xShape = x.shape;
+  return record('pad', y, [x], (dY) => [shp.padBackward(dY, xShape, pads)]);
+}
+
+/** Strided slice with resolved (non-negative) bounds; the backward scatters dY into zeros. */
+export function slice(x: Variable, spec: shp.SliceSpec): Variable {
+  const y = shp.slice(x.data, spec);
+  const xShape = x.shape;
+  return record('slice', y, [x], (dY) => [shp.sliceBackward(dY, xShape, spec)]);
+}
+
+/** Local response normalisation across channels (AlexNet-era CNNs). Saves the denominators. */
+export function lrn(x: Variable, opts: lrnK.LrnOptions): Variable {
+  const { y, denom } = lrnK.lrn(x.data, opts);
+  return record('lrn', y, [x], (dY) => [lrnK.lrnBackward(x.data, denom, dY, opts)], [denom]);
 }
