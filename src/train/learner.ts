@@ -1,0 +1,291 @@
+// The Learner: epochs, stages, schedules and metrics around the training step.
+//
+//   fit(epochs, lr, schedule)      one run of a schedule over `epochs` epochs (fastai fit_one_cycle)
+//   fineTune(epochs, …)            fastai's recipe: freeze → train the head freezeEpochs with
+//                                  slice(baseLr), pctStart 0.99 → baseLr/2 → unfreeze → train `epochs`
+//                                  with slice(baseLr/lrMult, baseLr)
+//   evaluate(source)               loss, accuracy, confusion matrix (no gradient)
+//   predict(x)                     class probabilities
+//
+// One training step = upload the batch → forward (records the tape) → mean cross-entropy →
+// backward → optimizer step (per-group LR from the schedule) → drop gradients. With `replay` on, the
+// first step of each (batch shape, freeze state) is captured and later steps replay it (capture.ts).
+// The schedule position is the fraction of the run done, so a resume with another batch size
+// continues the same curve.
+
+import type { Gpu } from '../gpu/device.js';
+import { Tensor } from '../gpu/tensor.js';
+import * as ops from '../autograd/ops.js';
+import { backward, noGrad, releaseTape } from '../autograd/variable.js';
+import { CapturedStep } from '../autograd/capture.js';
+import { labelsTensor, readU32, softmax, softmaxCrossEntropy } from '../kernels/softmax.js';
+import type { Module } from '../nn/module.js';
+import { freeze, freezeTo, groupParameters, unfreeze, type Grouped } from '../nn/groups.js';
+import { Optimizer, type OptimizerKind } from '../optim/optimizer.js';
+import { slice, spreadLr, type LrSpec } from '../optim/lr.js';
+import { constant, cosine, oneCycle, type Schedule } from '../optim/schedule.js';
+
+/** A labelled batch, NCHW float32 (already normalised). */
+export interface Batch { x: Float32Array; shape: readonly [number, number, number, number]; labels: Uint32Array }
+
+/** Where batches come from: an epoch's batches, in order. The data pipeline implements this. */
+export interface BatchSource {
+  /** Batches of `epoch` (the epoch seeds shuffling and augmentation). */
+  batches(epoch: number): AsyncIterable<Batch>;
+  /** Batches per epoch. */
+  readonly length: number;
+}
+
+export type ScheduleKind = 'one-cycle' | 'cosine' | 'constant';
+
+export interface FitOptions {
+  lr: LrSpec;
+  schedule?: ScheduleKind;
+  /** one-cycle: warm-up fraction (fastai 0.25), start LR = max/div (25), end = max/divFinal (1e5). */
+  pctStart?: number; div?: number; divFinal?: number;
+  /** Stage name recorded in the history ('head', 'unfrozen', …). */
+  stage?: string;
+  /** Resume: epochs of this run already done (the schedule continues from there). */
+  startEpoch?: number;
+}
+
+export interface EpochRecord {
+  stage: string;
+  epoch: number;
+  /** Epochs of this stage. */
+  epochs: number;
+  trainLoss: number;
+  trainAcc: number;
+  valLoss?: number;
+  valAcc?: number;
+  /** Per-group LR at the end of the epoch. */
+  lrs: number[];
+  trainableParams: number;
+  ms: number;
+  /** Images per second over the training part of the epoch. */
+  imgPerSec: number;
+}
+
+export interface Progress { stage: string; epoch: number; epochs: number; step: number; steps: number; loss: number }
+
+export interface LearnerOptions {
+  /** Optimizer (fastai's default: Adam with decoupled weight decay 0.01, β = (0.9, 0.99), ε = 1e-5). */
+  optimizer?: OptimizerKind;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  /** Capture the training step once per (shape, freeze state) and replay it (default true). */
+  replay?: boolean;
+  numClasses: number;
+  onProgress?: (p: Progress) => void;
+  /** Called after every epoch (checkpointing, curves). Awaited. */
+  onEpochEnd?: (r: EpochRecord, learner: Learner) => void | Promise<void>;
+}
+
+export interface EvalResult { loss: number; accuracy: number; n: number; confusion: number[][]; predictions: Uint32Array; labels: Uint32Array }
+
+export class Learner {
+  readonly optimizer: Optimizer;
+  readonly history: EpochRecord[] = [];
+  private captured = new Map<string, CapturedStep<{ loss: Tensor; correct: Tensor }>>();
+  private inputs = new Map<string, { x: Tensor; y: Tensor }>();
+  /** Set to stop training at the end of the current step (pause; checkpoints stay consistent). */
+  stopRequested = false;
+
+  constructor(readonly gpu: Gpu, readonly model: Module & Grouped, readonly opts: LearnerOptions) {
+    const kind = opts.optimizer ?? 'adamw';
+    const groups = groupParameters(model).map((params, i) => ({ name: `group${i}`, params, lr: 1e-3 }));
+    this.optimizer = new Optimizer(kind, groups, {
+      weightDecay: opts.weightDecay ?? (kind === 'sgd' ? 0 : 0.01), betas: [0.9, 0.99], eps: 1e-5, momentum: 0.9,
+    });
+  }
+
+  get numGroups(): number { return this.optimizer.groups.length; }
+
+  /** Trainable parameter count now. */
+  trainableParams(): number { return this.model.parameters().filter((p) => p.trainable).reduce((s, p) => s + p.size, 0); }
+
+  /** fastai `fit_one_cycle` / cosine / constant over `epochs` epochs. */
+  async fit(epochs: number, train: BatchSource, val: BatchSource | null, o: FitOptions): Promise<EpochRecord[]> {
+    if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`fit: epochs must be a positive integer, got ${epochs}`);
+    const lrs = spreadLr(o.lr, this.numGroups);
+    const peak = Math.max(...lrs);
+    this.optimizer.setLr(lrs);
+    const schedule = makeSchedule(o.schedule ?? 'one-cycle', peak, o);
+    const stage = o.stage ?? 'fit';
+    const out: EpochRecord[] = [];
+    for (let e = o.startEpoch ?? 0; e < epochs && !this.stopRequested; e++) {
+      const t0 = performance.now();
+      const tr = await this.trainEpoch(train, e, epochs, schedule, peak, stage);
+      const trainMs = performance.now() - t0;
+      const v = val && val.length > 0 ? await this.evaluate(val, e) : null;
+      const rec: EpochRecord = {
+        stage, epoch: e + 1, epochs, trainLoss: tr.loss, trainAcc: tr.acc,
+        ...(v ? { valLoss: v.loss, valAcc: v.accuracy } : {}),
+        lrs: this.optimizer.groups.map((g) => g.lr), trainableParams: this.trainableParams(),
+        ms: performance.now() - t0, imgPerSec: tr.n / (trainMs / 1000),
+      };
+      this.history.push(rec);
+      out.push(rec);
+      await this.opts.onEpochEnd?.(rec, this);
+    }
+    return out;
+  }
+
+  /**
+   * fastai's `fine_tune`: the head alone first (base frozen, BatchNorm of the base on its running
+   * statistics), then everything (or the top `unfreezeGroups` groups) with discriminative LRs.
+   */
+  async fineTune(epochs: number, train: BatchSource, val: BatchSource | null, o: FineTuneOptions = {}): Promise<EpochRecord[]> {
+    const { baseLr = 2e-3, freezeEpochs = 1, lrMult = 100, pctStart = 0.3, div = 5, unfreezeGroups = 'all' } = o;
+    const done = o.resume ?? { stage: 'head', epoch: 0 };
+    const out: EpochRecord[] = [];
+    if (freezeEpochs > 0 && done.stage === 'head') {
+      freeze(this.model);
+      out.push(...await this.fit(freezeEpochs, train, val, { lr: slice(baseLr), pctStart: 0.99, stage: 'head', startEpoch: done.epoch }));
+    }
+    if (this.stopRequested || epochs < 1) return out;
+    if (unfreezeGroups === 'all') unfreeze(this.model); else freezeTo(this.model, -unfreezeGroups);
+    const lr = baseLr / 2;
+    out.push(...await this.fit(epochs, train, val, {
+      lr: slice(lr / lrMult, lr), pctStart, div, stage: 'unfrozen', startEpoch: done.stage === 'unfrozen' ? done.epoch : 0,
+    }));
+    return out;
+  }
+
+  private async trainEpoch(src: BatchSource, epoch: number, epochs: number, schedule: Schedule, peak: number, stage: string) {
+    this.model.train();
+    let lossSum = 0, correct = 0, n = 0, step = 0;
+    const steps = src.length;
+    for await (const b of src.batches(epoch)) {
+      this.optimizer.applySchedule(schedule, (epoch + step / Math.max(1, steps)) / epochs, peak);
+      const r = this.trainStep(b);
+      const [l, c] = await Promise.all([r.loss.read(), r.correct.read()]);
+      if (!this.isCaptured(r)) { r.loss.dispose(); r.correct.dispose(); }
+      if (!Number.isFinite(l[0]!)) throw new Error(`training diverged: loss is ${l[0]} at ${stage} epoch ${epoch + 1} step ${step + 1}; lower the learning rate`);
+      lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++;
+      this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]! });
+      if (this.stopRequested) break;
+    }
+    return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n };
+  }
+
+  private isCaptured(r: { loss: Tensor }): boolean {
+    for (const c of this.captured.values()) if (c.outputs.loss === r.loss) return true;
+    return false;
+  }
+
+  /** Input tensors for one batch shape, written in place so a captured step reads them. */
+  private batchTensors(b: Batch) {
+    const key = b.shape.join('x');
+    let t = this.inputs.get(key);
+    if (!t) {
+      t = { x: Tensor.empty(this.gpu, [...b.shape]), y: labelsTensor(this.gpu, new Uint32Array(b.shape[0]), this.opts.numClasses) };
+      this.inputs.set(key, t);
+    }
+    t.x.write(b.x);
+    labelsCheck(b.labels, this.opts.numClasses);
+    this.gpu.upload(t.y.buffer, b.labels);
+    return { ...t, key };
+  }
+
+  /** One optimisation step on a batch; returns loss and correct-count tensors (on the GPU). */
+  trainStep(b: Batch): { loss: Tensor; correct: Tensor } {
+    const { x, y, key } = this.batchTensors(b);
+    const run = () => {
+      const logits = this.model.call(ops.constant(x));
+      const { loss, correct } = ops.crossEntropy(logits, y, this.opts.labelSmoothing ?? 0);
+      backward(loss);
+      this.optimizer.step();
+      this.optimizer.zeroGrad();
+      return { loss: loss.data, correct };
+    };
+    if (this.opts.replay === false) return run();
+    const capKey = `${key}|${this.model.parameters().map((p) => (p.trainable ? 1 : 0)).join('')}`;
+    const cap = this.captured.get(capKey);
+    if (cap) return cap.replay();
+    // A new shape or freeze state: the old captures are stale (their parameters' roles changed).
+    this.dropCaptures();
+    const c = CapturedStep.capture(this.gpu, run);
+    this.captured.set(capKey, c);
+    return c.outputs;
+  }
+
+  private dropCaptures() {
+    for (const c of this.captured.values()) c.dispose();
+    this.captured.clear();
+  }
+
+  /** Loss, accuracy and confusion matrix (rows: true class, columns: predicted) over a source. */
+  async evaluate(src: BatchSource, epoch = 0): Promise<EvalResult> {
+    const K = this.opts.numClasses;
+    const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
+    const preds: number[] = [], labels: number[] = [];
+    let lossSum = 0, n = 0;
+    this.model.eval();
+    for await (const b of src.batches(epoch)) {
+      const { x, y } = this.batchTensors(b);
+      const r = noGrad(() => {
+        const logits = this.model.call(ops.constant(x));
+        const out = softmaxCrossEntropy(logits.data, y, { accuracy: true, rowLosses: false });
+        releaseTape();
+        return out;
+      });
+      const [loss, pred] = await Promise.all([r.loss.read(), readU32(r.pred!)]);
+      [r.loss, r.probs, r.pred!, r.correct!].forEach((t) => t.dispose());
+      lossSum += loss[0]! * b.labels.length; n += b.labels.length;
+      b.labels.forEach((l, i) => { confusion[l]![pred[i]!]!++; preds.push(pred[i]!); labels.push(l); });
+    }
+    this.model.train();
+    const correct = confusion.reduce((s, row, i) => s + row[i]!, 0);
+    return { loss: lossSum / Math.max(1, n), accuracy: correct / Math.max(1, n), n, confusion, predictions: Uint32Array.from(preds), labels: Uint32Array.from(labels) };
+  }
+
+  /** Class probabilities [N, K] for a normalised NCHW batch. */
+  async predict(x: Float32Array, shape: readonly [number, number, number, number]): Promise<Float32Array> {
+    this.model.eval();
+    const xt = Tensor.from(this.gpu, x, [...shape]);
+    const probs = noGrad(() => {
+      const logits = this.model.call(ops.constant(xt));
+      const p = softmax(logits.data);
+      releaseTape();
+      return p;
+    });
+    const out = await probs.read();
+    probs.dispose(); xt.dispose();
+    this.model.train();
+    return out;
+  }
+
+  /** Releases captures, input buffers and optimizer state (not the model). */
+  dispose() {
+    this.dropCaptures();
+    for (const t of this.inputs.values()) { t.x.dispose(); t.y.dispose(); }
+    this.inputs.clear();
+    this.optimizer.dispose();
+  }
+}
+
+export interface FineTuneOptions {
+  baseLr?: number;
+  freezeEpochs?: number;
+  lrMult?: number;
+  pctStart?: number;
+  div?: number;
+  /** 'all' (fastai) or the number of top layer groups to unfreeze (the head counts as one). */
+  unfreezeGroups?: 'all' | number;
+  /** Resume point: the stage and epochs of it already done. */
+  resume?: { stage: 'head' | 'unfrozen'; epoch: number };
+}
+
+function makeSchedule(kind: ScheduleKind, peak: number, o: FitOptions): Schedule {
+  switch (kind) {
+    case 'one-cycle': return oneCycle({ lrMax: peak, pctStart: o.pctStart, div: o.div, divFinal: o.divFinal });
+    case 'cosine': return cosine(peak);
+    case 'constant': return constant(peak);
+    default: throw new Error(`unknown schedule '${kind as string}' (one-cycle, cosine, constant)`);
+  }
+}
+
+function labelsCheck(labels: Uint32Array, k: number) {
+  for (const l of labels) if (l >= k) throw new Error(`label ${l} is out of range for ${k} classes`);
+}
