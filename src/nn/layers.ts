@@ -140,6 +140,8 @@ export class BatchNorm2d extends Module {
 export class Dropout extends Module {
   private rng: Rng;
   constructor(readonly p = 0.5, seed = 0) { super(); this.rng = new Rng(seed); }
+  /** Restarts the mask sequence (the Learner does this per epoch, so a resumed run draws the same masks). */
+  reseed(seed: number) { this.rng = new Rng(seed); }
   forward(x: Variable): Variable {
     if (!this.training || this.p === 0) return x;
     // A seed generator, not a seed: a replayed (captured) step draws a new mask each time.

@@ -20,6 +20,7 @@ import { backward, noGrad, releaseTape } from '../autograd/variable.js';
 import { CapturedStep } from '../autograd/capture.js';
 import { labelsTensor, readU32, softmax, softmaxCrossEntropy } from '../kernels/softmax.js';
 import type { Module } from '../nn/module.js';
+import { Dropout } from '../nn/layers.js';
 import { freeze, freezeTo, groupParameters, unfreeze, type Grouped } from '../nn/groups.js';
 import { Optimizer, type OptimizerKind } from '../optim/optimizer.js';
 import { slice, spreadLr, type LrSpec } from '../optim/lr.js';
@@ -154,6 +155,9 @@ export class Learner {
 
   private async trainEpoch(src: BatchSource, epoch: number, epochs: number, schedule: Schedule, peak: number, stage: string) {
     this.model.train();
+    // Dropout masks depend only on (stage, epoch, layer): a resumed run draws the same ones.
+    let k = 0;
+    for (const [, m] of this.model.namedModules()) if (m instanceof Dropout) m.reseed(hashSeed(`${stage}/${epoch}/${k++}`));
     let lossSum = 0, correct = 0, n = 0, step = 0;
     const steps = src.length;
     for await (const b of src.batches(epoch)) {
@@ -284,6 +288,13 @@ function makeSchedule(kind: ScheduleKind, peak: number, o: FitOptions): Schedule
     case 'constant': return constant(peak);
     default: throw new Error(`unknown schedule '${kind as string}' (one-cycle, cosine, constant)`);
   }
+}
+
+/** 32-bit FNV-1a of a string: a stable seed from a label. */
+function hashSeed(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
+  return h;
 }
 
 function labelsCheck(labels: Uint32Array, k: number) {
