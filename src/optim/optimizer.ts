@@ -47,6 +47,8 @@ export interface OptimizerOptions {
 
 export class Optimizer {
   readonly state = new Map<string, ParamState>();
+  /** Bumped whenever state tensors are replaced or dropped (captured steps bound the old ones). */
+  stateVersion = 0;
   /** Base LR of each group (what a schedule multiplies). */
   private baseLr: number[];
 
@@ -148,6 +150,7 @@ export class Optimizer {
    * ignored. Tensors are copied, so the source can be released.
    */
   loadState(saved: { tensors: [string, Tensor][]; steps: Record<string, number> }) {
+    this.stateVersion++;
     const byName = new Map(saved.tensors);
     const known = new Map(this.groups.flatMap((g) => g.params));
     for (const [name, step] of Object.entries(saved.steps)) {
@@ -167,6 +170,7 @@ export class Optimizer {
   }
 
   dispose() {
+    this.stateVersion++;
     for (const st of this.state.values()) { st.m?.dispose(); st.v?.dispose(); }
     this.state.clear();
   }

@@ -164,7 +164,7 @@ export class Learner {
       this.optimizer.applySchedule(schedule, (epoch + step / Math.max(1, steps)) / epochs, peak);
       const r = this.trainStep(b);
       const [l, c] = await Promise.all([r.loss.read(), r.correct.read()]);
-      if (!this.isCaptured(r)) { r.loss.dispose(); r.correct.dispose(); }
+      if (!this.isCapturedOutput(r.loss)) { r.loss.dispose(); r.correct.dispose(); }
       if (!Number.isFinite(l[0]!)) throw new Error(`training diverged: loss is ${l[0]} at ${stage} epoch ${epoch + 1} step ${step + 1}; lower the learning rate`);
       lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++;
       this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]! });
@@ -173,8 +173,9 @@ export class Learner {
     return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n };
   }
 
-  private isCaptured(r: { loss: Tensor }): boolean {
-    for (const c of this.captured.values()) if (c.outputs.loss === r.loss) return true;
+  /** Whether `t` is an output of a captured step (owned by the capture: don't dispose it). */
+  isCapturedOutput(t: Tensor): boolean {
+    for (const c of this.captured.values()) if (c.outputs.loss === t || c.outputs.correct === t) return true;
     return false;
   }
 
@@ -204,7 +205,9 @@ export class Learner {
       return { loss: loss.data, correct };
     };
     if (this.opts.replay === false) return run();
-    const capKey = `${key}|${this.model.parameters().map((p) => (p.trainable ? 1 : 0)).join('')}`;
+    // NOTE: a capture binds the parameters' and optimizer state's buffers and bakes in which layers
+    // are trainable and whether the model is in training mode: any change needs a new capture.
+    const capKey = `${key}|${this.optimizer.stateVersion}|${this.model.training}|${this.model.parameters().map((p) => (p.trainable ? 1 : 0)).join('')}`;
     const cap = this.captured.get(capKey);
     if (cap) return cap.replay();
     // A new shape or freeze state: the old captures are stale (their parameters' roles changed).
@@ -213,6 +216,9 @@ export class Learner {
     this.captured.set(capKey, c);
     return c.outputs;
   }
+
+  /** Forgets captured steps (after the model's or optimizer's buffers were replaced). */
+  resetCaptures() { this.dropCaptures(); }
 
   private dropCaptures() {
     for (const c of this.captured.values()) c.dispose();
