@@ -1,6 +1,9 @@
 // CLI error contract (design.md): exit 1 with one line for a user error (what was wrong, what to do),
 // exit 2 for an internal error. Never a stack trace for bad input.
 
+/** Errors of the engine's layers that are about the user's input (a bad ONNX file, a bad dataset). */
+const USER_ERROR_NAMES = new Set(['UserError', 'GpuError', 'CommanderError', 'OnnxError', 'DataError', 'CheckpointError']);
+
 /** An error caused by the user's input or environment; its message is shown as one line. */
 export class UserError extends Error {
   override name = 'UserError';
@@ -8,7 +11,7 @@ export class UserError extends Error {
 
 export function reportAndExit(e: unknown): never {
   const err = e instanceof Error ? e : new Error(String(e));
-  if (err instanceof UserError || err.name === 'GpuError' || err.name === 'CommanderError') {
+  if (err instanceof UserError || USER_ERROR_NAMES.has(err.name)) {
     process.stderr.write(`wgtrain: ${err.message.split('\n')[0]}\n`);
     process.exit(1);
   }

@@ -62,6 +62,9 @@ export abstract class Module {
 
   getChild(name: string): Module | undefined { return this._children.get(name); }
 
+  /** Removes a child module (its tensors are not released: dispose it yourself). */
+  removeChild(name: string) { this._children.delete(name); }
+
   children(): [string, Module][] { return [...this._children]; }
 
   *namedModules(prefix = ''): Generator<[string, Module]> {
