@@ -25,7 +25,7 @@ export function relu(x: Variable): Variable {
 
 export function leakyRelu(x: Variable, alpha: number): Variable {
   const y = ew.leakyRelu(x.data, alpha);
-  return record('leakyRelu', y, [x], (dY) => [ew.reluBackward(y, dY, alpha)]);
+  return record('leakyRelu', y, [x], (dY) => [ew.reluBackward(y, dY, alpha)], [], { alpha });
 }
 
 /** y = a ∘ b with broadcasting; the backward sums over broadcast axes. Saves a and b (for mul/div). */
@@ -46,7 +46,7 @@ export const div = (a: Variable, b: Variable) => binary('div', a, b);
 
 /** y = αx. */
 export function scale(x: Variable, alpha: number): Variable {
-  return record('scale', ew.scale(x.data, alpha), [x], (dY) => [ew.scale(dY, alpha)]);
+  return record('scale', ew.scale(x.data, alpha), [x], (dY) => [ew.scale(dY, alpha)], [], { alpha });
 }
 
 /**
@@ -54,7 +54,7 @@ export function scale(x: Variable, alpha: number): Variable {
  * and the gradient is dY's buffer under x's shape (backward() sees the alias and keeps it alive).
  */
 export function reshape(x: Variable, shape: readonly number[]): Variable {
-  return record('reshape', x.data.reshape(shape), [x], (dY) => [new Tensor(dY.gpu, dY.buffer, x.shape)]);
+  return record('reshape', x.data.reshape(shape), [x], (dY) => [new Tensor(dY.gpu, dY.buffer, x.shape)], [], { shape });
 }
 
 /** [N, ...] -> [N, rest] (PyTorch flatten(1)). */
@@ -68,12 +68,12 @@ export function flatten(x: Variable): Variable {
 /** Max pooling. Saves the argmax (u32 per output) so the backward routes dY to the winners. */
 export function maxPool2d(x: Variable, opts: pool.MaxPool2dOptions): Variable {
   const { y, argmax } = pool.maxPool2d(x.data, opts);
-  return record('maxPool2d', y, [x], (dY) => [pool.maxPool2dBackward(dY, argmax, x.shape, opts)], [argmax]);
+  return record('maxPool2d', y, [x], (dY) => [pool.maxPool2dBackward(dY, argmax, x.shape, opts)], [argmax], { ...opts });
 }
 
 /** Average pooling (count_include_pad per opts). Saves nothing: the backward needs only shapes. */
 export function avgPool2d(x: Variable, opts: pool.AvgPool2dOptions): Variable {
-  return record('avgPool2d', pool.avgPool2d(x.data, opts), [x], (dY) => [pool.avgPool2dBackward(dY, x.shape, opts)]);
+  return record('avgPool2d', pool.avgPool2d(x.data, opts), [x], (dY) => [pool.avgPool2dBackward(dY, x.shape, opts)], [], { ...opts });
 }
 
 /** [N,C,H,W] -> [N,C,1,1] mean over H·W. */
@@ -83,7 +83,7 @@ export function globalAvgPool(x: Variable): Variable {
 
 /** PyTorch AdaptiveAvgPool2d bins. */
 export function adaptiveAvgPool2d(x: Variable, out: pool.PoolPair): Variable {
-  return record('adaptiveAvgPool2d', pool.adaptiveAvgPool2d(x.data, out), [x], (dY) => [pool.adaptiveAvgPool2dBackward(dY, x.shape)]);
+  return record('adaptiveAvgPool2d', pool.adaptiveAvgPool2d(x.data, out), [x], (dY) => [pool.adaptiveAvgPool2dBackward(dY, x.shape)], [], { out });
 }
 
 // ---- normalisation and regularisation ----------------------------------------------------------
@@ -108,7 +108,7 @@ export function batchNorm(x: Variable, a: BatchNormArgs): Variable {
       const g = bn.batchNorm2dInferenceBackward(x.data, dY, gamma.data, runningMean, runningVar, eps,
         { needDX: needs[0], needDGamma: needs[1], needDBeta: needs[2] });
       return [g.dX, g.dGamma, g.dBeta];
-    });
+    }, [], { eps, runningMean, runningVar, stats: 'running' });
   }
   const r = bn.batchNorm2dTrain(x.data, gamma.data, beta.data, runningMean, runningVar, { eps, momentum: a.momentum, updateStats: true });
   // Saves the batch mean and 1/√(var+ε) so the backward need not recompute them.
@@ -116,7 +116,7 @@ export function batchNorm(x: Variable, a: BatchNormArgs): Variable {
     const g = bn.batchNorm2dBackward(x.data, dY, gamma.data, r.saveMean, r.saveInvStd,
       { needDX: needs[0], needDGamma: needs[1], needDBeta: needs[2] });
     return [g.dX, g.dGamma, g.dBeta];
-  }, [r.saveMean, r.saveInvStd]);
+  }, [r.saveMean, r.saveInvStd], { eps, runningMean, runningVar, stats: 'batch' });
 }
 
 /**
@@ -135,7 +135,7 @@ export function dropout(x: Variable, p: number, seed: number | (() => number)): 
     const b = drop.dropoutLaunch(dY, p, s0);
     bwdReseed = b.reseed;
     return [b.y];
-  });
+  }, [], { p });
 }
 
 // ---- classification losses ------------------------------------------------------------------------
@@ -155,7 +155,7 @@ export function crossEntropy(logits: Variable, labels: Tensor, labelSmoothing = 
   const r = sm.softmaxCrossEntropy(logits.data, labels, { labelSmoothing, accuracy: true });
   r.pred?.dispose();
   const loss = record('crossEntropy', r.loss, [logits],
-    (dLoss) => [sm.softmaxCrossEntropyBackward(r.probs, labels, { labelSmoothing, dLoss })], [r.probs]);
+    (dLoss) => [sm.softmaxCrossEntropyBackward(r.probs, labels, { labelSmoothing, dLoss })], [r.probs], { labelSmoothing });
   return { loss, correct: r.correct! };
 }
 
@@ -193,7 +193,7 @@ export function conv2d(x: Variable, w: Variable, b: Variable | null, opts: conv.
   return record('conv2d', y, inputs, (dY, needs) => {
     const g = conv.conv2dBackward(x.data, w.data, dY, opts, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
     return [g.dX ?? null, g.dW ?? null, g.db ?? null];
-  });
+  }, [], { ...opts });
 }
 
 // ---- ops of imported graphs (activations, data movement, LRN) -----------------------------------
@@ -213,13 +213,13 @@ export function tanh(x: Variable): Variable {
 /** min(max(x, lo), hi) (ONNX Clip, ReLU6). The backward reads x (see clipBackward's modes). */
 export function clip(x: Variable, lo = -Infinity, hi = Infinity, mode: act.ClipGradMode = 'clamp'): Variable {
   const y = act.clip(x.data, lo, hi);
-  return record('clip', y, [x], (dY) => [act.clipBackward(x.data, dY, lo, hi, { mode })]);
+  return record('clip', y, [x], (dY) => [act.clipBackward(x.data, dY, lo, hi, { mode })], [], { lo, hi });
 }
 
 /** Axis permutation; the backward applies the inverse permutation. */
 export function transpose(x: Variable, perm: readonly number[]): Variable {
   const y = shp.transpose(x.data, perm);
-  return record('transpose', y, [x], (dY) => [shp.transposeBackward(dY, perm)]);
+  return record('transpose', y, [x], (dY) => [shp.transposeBackward(dY, perm)], [], { perm });
 }
 
 /** Concatenation along `axis`; the backward slices dY back into the inputs' shapes. */
@@ -229,25 +229,25 @@ export function concat(xs: readonly Variable[], axis: number): Variable {
   return record('concat', y, xs, (dY, needs) => {
     const parts = shp.concatBackward(dY, shapes, axis);
     return parts.map((p, i) => { if (needs[i]) return p; p.dispose(); return null; });
-  });
+  }, [], { axis });
 }
 
 /** Constant padding, ONNX layout [begin_0 … begin_{r−1}, end_0 … end_{r−1}]; negative pads crop. */
 export function pad(x: Variable, pads: readonly number[], value = 0): Variable {
   const y = shp.pad(x.data, pads, value);
   const xShape = x.shape;
-  return record('pad', y, [x], (dY) => [shp.padBackward(dY, xShape, pads)]);
+  return record('pad', y, [x], (dY) => [shp.padBackward(dY, xShape, pads)], [], { pads, value });
 }
 
 /** Strided slice with resolved (non-negative) bounds; the backward scatters dY into zeros. */
 export function slice(x: Variable, spec: shp.SliceSpec): Variable {
   const y = shp.slice(x.data, spec);
   const xShape = x.shape;
-  return record('slice', y, [x], (dY) => [shp.sliceBackward(dY, xShape, spec)]);
+  return record('slice', y, [x], (dY) => [shp.sliceBackward(dY, xShape, spec)], [], { ...spec });
 }
 
 /** Local response normalisation across channels (AlexNet-era CNNs). Saves the denominators. */
 export function lrn(x: Variable, opts: lrnK.LrnOptions): Variable {
   const { y, denom } = lrnK.lrn(x.data, opts);
-  return record('lrn', y, [x], (dY) => [lrnK.lrnBackward(x.data, denom, dY, opts)], [denom]);
+  return record('lrn', y, [x], (dY) => [lrnK.lrnBackward(x.data, denom, dY, opts)], [denom], { ...opts });
 }

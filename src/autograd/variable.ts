@@ -76,9 +76,10 @@ export function noGrad<T>(fn: () => T): T {
  * with its backward closure and the Tensors it saved; otherwise the saved Tensors are released at
  * once (nothing will ever read them).
  */
-export function record(name: string, out: Tensor, inputs: readonly Variable[], backward: GradFn, saved: readonly Tensor[] = []): Variable {
+export function record(name: string, out: Tensor, inputs: readonly Variable[], backward: GradFn, saved: readonly Tensor[] = [], attrs: Readonly<Record<string, unknown>> = {}): Variable {
   const needs = gradEnabled && inputs.some((v) => v.requiresGrad);
   const v = new Variable(out, needs);
+  tracer?.({ op: name, inputs, output: v, attrs });
   if (needs) {
     v.node = { inputs, output: v, backward, saved, name };
     tape.push(v.node);
@@ -87,6 +88,20 @@ export function record(name: string, out: Tensor, inputs: readonly Variable[], b
   }
   created.push(v);
   return v;
+}
+
+// ---- op tracing (ONNX export, `explain`, traces) ---------------------------------------------------
+
+/** One op as the tracer sees it: our op name, its Variable inputs, output, and attributes. */
+export interface OpTrace { op: string; inputs: readonly Variable[]; output: Variable; attrs: Readonly<Record<string, unknown>> }
+
+let tracer: ((t: OpTrace) => void) | null = null;
+
+/** Runs fn with every op reported to `onOp` (in execution order). */
+export function traceOps<T>(onOp: (t: OpTrace) => void, fn: () => T): T {
+  const prev = tracer;
+  tracer = onOp;
+  try { return fn(); } finally { tracer = prev; }
 }
 
 /** Number of recorded nodes (for tests). */
