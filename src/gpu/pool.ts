@@ -90,6 +90,9 @@ export class BufferPool {
     this.stats.pooled += size;
   }
 
+  /** Restarts the high-water mark at the current use (to measure the peak of one piece of work). */
+  resetPeak() { this.stats.peak = this.stats.inUse; }
+
   /** Whether this pool handed out `buf` and it has not been released. */
   isLive(buf: GPUBuffer): boolean { return this.live.has(buf); }
 

@@ -190,7 +190,16 @@ export class OnnxModule extends Module implements Grouped {
 
   // ---- running ------------------------------------------------------------------------------------
 
-  forward(x: Variable): Variable {
+  forward(x: Variable): Variable { return this.runTo(x, this.output); }
+
+  /** The value the classifier head reads (after cutAt: the features a frozen base produces). */
+  get headInput(): string {
+    const last = this.activeLayers().at(-1)!;
+    return last.node.inputs[0]!;
+  }
+
+  /** Runs the graph up to (and including) the node producing `target`; returns that value. */
+  runTo(x: Variable, target: string): Variable {
     const values = new Map<string, Variable>([[this.input, x]]);
     const get = (name: string, m: NodeModule): Variable => {
       const v = values.get(name);
@@ -204,10 +213,10 @@ export class OnnxModule extends Module implements Grouped {
     for (const m of this.layers) {
       const y = this.runNode(m, (name) => get(name, m));
       values.set(m.node.outputs[0]!, y);
-      if (m.node.outputs[0] === this.output) break;
+      if (m.node.outputs[0] === target) break;
     }
-    const out = values.get(this.output);
-    if (!out) throw new OnnxError(`the graph never computes its output '${this.output}'`);
+    const out = values.get(target);
+    if (!out) throw new OnnxError(`the graph never computes '${target}'`);
     return out;
   }
 

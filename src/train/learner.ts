@@ -62,6 +62,8 @@ export interface EpochRecord {
   /** Per-group LR at the end of the epoch. */
   lrs: number[];
   trainableParams: number;
+  /** Input height×width of this epoch's training batches (progressive resizing changes it). */
+  inputSize: number;
   ms: number;
   /** Images per second over the training part of the epoch. */
   imgPerSec: number;
@@ -122,7 +124,7 @@ export class Learner {
       const rec: EpochRecord = {
         stage, epoch: e + 1, epochs, trainLoss: tr.loss, trainAcc: tr.acc,
         ...(v ? { valLoss: v.loss, valAcc: v.accuracy } : {}),
-        lrs: this.optimizer.groups.map((g) => g.lr), trainableParams: this.trainableParams(),
+        lrs: this.optimizer.groups.map((g) => g.lr), trainableParams: this.trainableParams(), inputSize: tr.size,
         ms: performance.now() - t0, imgPerSec: tr.n / (trainMs / 1000),
       };
       this.history.push(rec);
@@ -142,7 +144,7 @@ export class Learner {
     const out: EpochRecord[] = [];
     if (freezeEpochs > 0 && done.stage === 'head') {
       freeze(this.model);
-      out.push(...await this.fit(freezeEpochs, train, val, { lr: slice(baseLr), pctStart: 0.99, stage: 'head', startEpoch: done.epoch }));
+      out.push(...await this.fit(freezeEpochs, o.headTrain ?? train, val, { lr: slice(baseLr), pctStart: 0.99, stage: 'head', startEpoch: done.epoch }));
     }
     if (this.stopRequested || epochs < 1) return out;
     if (unfreezeGroups === 'all') unfreeze(this.model); else freezeTo(this.model, -unfreezeGroups);
@@ -158,7 +160,7 @@ export class Learner {
     // Dropout masks depend only on (stage, epoch, layer): a resumed run draws the same ones.
     let k = 0;
     for (const [, m] of this.model.namedModules()) if (m instanceof Dropout) m.reseed(hashSeed(`${stage}/${epoch}/${k++}`));
-    let lossSum = 0, correct = 0, n = 0, step = 0;
+    let lossSum = 0, correct = 0, n = 0, step = 0, size = 0;
     const steps = src.length;
     for await (const b of src.batches(epoch)) {
       this.optimizer.applySchedule(schedule, (epoch + step / Math.max(1, steps)) / epochs, peak);
@@ -166,11 +168,11 @@ export class Learner {
       const [l, c] = await Promise.all([r.loss.read(), r.correct.read()]);
       if (!this.isCapturedOutput(r.loss)) { r.loss.dispose(); r.correct.dispose(); }
       if (!Number.isFinite(l[0]!)) throw new Error(`training diverged: loss is ${l[0]} at ${stage} epoch ${epoch + 1} step ${step + 1}; lower the learning rate`);
-      lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++;
+      lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++; size = b.shape[2];
       this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]! });
       if (this.stopRequested) break;
     }
-    return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n };
+    return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n, size };
   }
 
   /** Whether `t` is an output of a captured step (owned by the capture: don't dispose it). */
@@ -285,6 +287,8 @@ export interface FineTuneOptions {
   unfreezeGroups?: 'all' | number;
   /** Resume point: the stage and epochs of it already done. */
   resume?: { stage: 'head' | 'unfrozen'; epoch: number };
+  /** Batches for the frozen (head) stage when they differ (a frozen base fits a larger batch). */
+  headTrain?: BatchSource;
 }
 
 function makeSchedule(kind: ScheduleKind, peak: number, o: FitOptions): Schedule {

@@ -1,0 +1,166 @@
+// What the training commands share: loading a model (ONNX file or checkpoint) with its
+// preprocessing, opening a dataset with its split, data sources for the Learner, output files.
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Gpu } from '../gpu/device.js';
+import { readModel } from '../onnx/reader.js';
+import { importModel, type OnnxModule } from '../onnx/import.js';
+import { checkPreprocessing, defaultPreprocessing, type Preprocessing } from '../data/preprocessing.js';
+import { DataLoader, type Batch as LoaderBatch } from '../data/loader.js';
+import { openImageFolder, loadSplitManifest, saveSplitManifest, writeFileAtomic } from '../data/node.js';
+import { resolveSplit, stratifiedSplit, type Split } from '../data/split.js';
+import type { ImageFolder, LabeledItem } from '../data/folder.js';
+import type { BatchSource } from '../train/learner.js';
+import { DEFAULT_TRAIN_AUGMENT, type TrainAugment } from '../data/transforms.js';
+import { UserError } from './errors.js';
+
+/** The repository/package root (two levels above dist/ or src/cli/). */
+export function packageRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) { if (existsSync(join(d, 'package.json'))) return d; d = dirname(d); }
+  return process.cwd();
+}
+
+export const DEMO_MODEL = 'weights/fashion5-source-cnn.onnx';
+export const DEMO_DATA = 'examples/fashion5';
+
+export function demoModelPath(): string { return join(packageRoot(), DEMO_MODEL); }
+export function demoDataPath(): string { return join(packageRoot(), DEMO_DATA); }
+
+export interface LoadedModel {
+  model: OnnxModule;
+  path: string;
+  /** SHA-256 of the file (first 16 hex digits): checkpoints refuse another model. */
+  hash: string;
+  preprocessing: Preprocessing;
+  /** Class names the file carries (wgtrain exports do), if any. */
+  classes: string[] | null;
+  /** Training augmentation the model's metadata asks for (wgtrain.augment), if any. */
+  augment: Partial<TrainAugment> | null;
+}
+
+/** Reads an ONNX model for training; preprocessing from its metadata, else the family default. */
+export async function loadOnnx(gpu: Gpu, path: string, warn: (s: string) => void): Promise<LoadedModel> {
+  if (!existsSync(path)) throw new UserError(`model file '${path}' does not exist: pass --model PATH.onnx (or leave it out for the demo model)`);
+  if (statSync(path).isDirectory()) throw new UserError(`'${path}' is a folder: pass the .onnx file inside it`);
+  const bytes = readFileSync(path);
+  const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  const onnx = await readModel(path);
+  let model = importModel(gpu, onnx);
+  if (model.family !== 'other') {
+    // Recognised torchvision graphs get torchvision's parameter names.
+    model.dispose();
+    model = importModel(gpu, onnx, { names: 'torchvision' });
+  }
+  const meta = onnx.metadata;
+  let preprocessing: Preprocessing;
+  if (meta['wgtrain.preprocessing']) {
+    try { preprocessing = checkPreprocessing(JSON.parse(meta['wgtrain.preprocessing'])); } catch { throw new UserError(`'${path}' has unreadable wgtrain.preprocessing metadata`); }
+  } else {
+    const dims = model.graph.inputs[0]!.shape;
+    const h = dims && typeof dims[2] === 'number' ? dims[2] : 224;
+    preprocessing = defaultPreprocessing(h);
+    if (model.family === 'other') warn(`'${path}' carries no preprocessing: using ${h}×${h}, ImageNet mean/std (torchvision's)`);
+  }
+  let classes: string[] | null = null;
+  if (meta['wgtrain.classes']) { try { classes = JSON.parse(meta['wgtrain.classes']); } catch { classes = null; } }
+  let augment: Partial<TrainAugment> | null = null;
+  if (meta['wgtrain.augment']) { try { augment = JSON.parse(meta['wgtrain.augment']); } catch { augment = null; } }
+  return { model, path: resolve(path), hash, preprocessing, classes, augment };
+}
+
+export interface DataSetup {
+  dataset: ImageFolder;
+  split: Split;
+  manifestPath: string;
+}
+
+/** Opens an image folder and makes (or reloads) the stratified split; the manifest is saved in `out`. */
+export async function openData(dataDir: string, out: string, o: { valSplit: number; seed: number; manifest?: string | null }, warn: (s: string) => void): Promise<DataSetup> {
+  const dataset = await openImageFolder(dataDir, { onWarning: warn });
+  const manifestPath = join(out, 'split.json');
+  let split: Split;
+  if (o.manifest) {
+    split = await resolveSplit(await loadSplitManifest(o.manifest), dataset, o.manifest);
+    if (split.unlisted?.length) warn(`${split.unlisted.length} images were added to the dataset since the split was made; they are not used`);
+  } else {
+    split = stratifiedSplit(dataset.items, { valFraction: o.valSplit, seed: o.seed, classes: dataset.classes });
+  }
+  await saveSplitManifest(manifestPath, split.manifest);
+  return { dataset, split, manifestPath };
+}
+
+/** A Learner batch source over a DataLoader. */
+export function loaderSource(dataset: ImageFolder, items: readonly LabeledItem[], p: Preprocessing, o: { batch: number; train: boolean; seed: number; augment?: Partial<TrainAugment> | null }): BatchSource & { loader: DataLoader } {
+  const loader = new DataLoader(dataset, items, {
+    batchSize: o.batch, preprocessing: p, shuffle: o.train,
+    transform: o.train ? { kind: 'train', augment: { ...DEFAULT_TRAIN_AUGMENT, ...(o.augment ?? {}) } } : 'eval',
+    dropLast: o.train && items.length > o.batch, seed: o.seed,
+  });
+  return {
+    loader,
+    get length() { return loader.length; },
+    batches: (epoch: number) => loader.batches(epoch) as AsyncIterable<LoaderBatch>,
+  };
+}
+
+/** Progressive resizing: epoch e of `epochs` uses sizes[floor(e·k/epochs)]. */
+export function progressiveSource(sources: BatchSource[], epochs: number): BatchSource {
+  const pick = (e: number) => sources[Math.min(sources.length - 1, Math.floor((e * sources.length) / Math.max(1, epochs)))]!;
+  return {
+    get length() { return sources[0]!.length; },
+    batches: (epoch: number) => pick(epoch).batches(epoch),
+  };
+}
+
+export async function writeJson(file: string, v: unknown) { await writeFileAtomic(file, `${JSON.stringify(v, null, 2)}\n`); }
+
+/** Parses `--size 64,128` into sizes. */
+export function parseSizes(s: string | undefined, dflt: number): number[] {
+  if (!s) return [dflt];
+  const v = s.split(',').map((t) => Number(t.trim()));
+  if (!v.length || v.some((x) => !Number.isInteger(x) || x < 8 || x > 1024)) throw new UserError(`--size '${s}' must be one or more image sizes in pixels, e.g. 224 or 64,128`);
+  return v;
+}
+
+export function positiveInt(name: string, s: string | undefined, dflt: number, min = 1): number {
+  if (s === undefined) return dflt;
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < min) throw new UserError(`${name} must be an integer ≥ ${min}, got '${s}'`);
+  return v;
+}
+
+export function fraction(name: string, s: string | undefined, dflt: number): number {
+  if (s === undefined) return dflt;
+  const v = Number(s);
+  if (!(v >= 0 && v < 1)) throw new UserError(`${name} must be a number in [0, 1), got '${s}'`);
+  return v;
+}
+
+/** One line of progress on stderr (rewritten in place on a terminal). */
+export class StatusLine {
+  private last = 0;
+  private readonly tty = process.stderr.isTTY === true;
+  constructor(private readonly quiet = false) {}
+  update(s: string) {
+    if (this.quiet || !this.tty) return;
+    const now = performance.now();
+    if (now - this.last < 100) return;
+    this.last = now;
+    process.stderr.write(`\r\x1b[K${s}`);
+  }
+  log(s: string) {
+    if (this.quiet) return;
+    process.stderr.write(`${this.tty ? '\r\x1b[K' : ''}${s}\n`);
+  }
+}
+
+/** A text progress bar: [=====>    ] 12/40. */
+export function bar(done: number, total: number, width = 24): string {
+  const f = total ? Math.min(1, done / total) : 0;
+  const n = Math.round(f * width);
+  return `[${'='.repeat(Math.max(0, n - 1))}${n ? '>' : ''}${' '.repeat(width - n)}] ${done}/${total}`;
+}

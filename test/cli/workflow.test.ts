@@ -1,0 +1,188 @@
+// The fine-tuning workflow through the real CLI (built dist/wgtrain.js, as users run it): finetune
+// on the demo data writes every output; --resume continues an interrupted run to the same plan;
+// feature mode caches features and reuses them; lr-find, predict, evaluate, inspect; and bad input
+// is a one-line error with exit code 1.
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, copyFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hasOnnxData, onnxDataDir } from '../../src/onnx/testdata.js';
+import { getGpu } from '../../src/gpu/index.js';
+import { exportOnnx } from '../../src/onnx/export.js';
+import { SmallNet } from '../nn/smallnet.js';
+
+const bin = 'dist/wgtrain.js';
+const demoData = 'examples/fashion5';
+let tmp: string;
+let small: string;
+
+beforeAll(() => {
+  execFileSync('node', ['scripts/build.mjs']);
+  tmp = mkdtempSync(join(tmpdir(), 'wgtrain-cli-'));
+  // A small copy of the demo data (40 images per class) keeps these tests quick.
+  small = join(tmp, 'data');
+  for (const c of readdirSync(demoData, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)) {
+    mkdirSync(join(small, c), { recursive: true });
+    for (const f of readdirSync(join(demoData, c)).sort().slice(0, 40)) copyFileSync(join(demoData, c, f), join(small, c, f));
+  }
+});
+
+function run(...args: string[]) {
+  const r = spawnSync('node', [bin, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const oneLine = (err: string) => err.split('\n').filter((l) => l.startsWith('wgtrain:'));
+
+describe('finetune', () => {
+  it('fine-tunes the demo model on a data folder and writes model, checkpoint, history, curves, split, report', () => {
+    const out = join(tmp, 'run1');
+    const r = run('finetune', '--data', small, '--out', out, '--epochs', '2', '--freeze-epochs', '1', '--lr', '1e-2', '--json');
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.classes).toEqual(['5_sandal', '6_shirt', '7_sneaker', '8_bag', '9_ankle_boot']);
+    expect(s.history.map((h: { stage: string }) => h.stage)).toEqual(['head', 'unfrozen', 'unfrozen']);
+    expect(s.valAccuracy).toBeGreaterThan(0.4);                 // 5 classes: chance is 0.2
+    for (const f of ['model.onnx', 'checkpoint.safetensors', 'history.json', 'loss.svg', 'accuracy.svg', 'split.json', 'report.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    const split = JSON.parse(readFileSync(join(out, 'split.json'), 'utf8'));
+    expect(split.val).toHaveLength(40);                          // 8 per class
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    expect(report.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(40);
+    // predict with the fine-tuned model: probabilities over the 5 classes.
+    const img = join(small, '7_sneaker', readdirSync(join(small, '7_sneaker'))[0]!);
+    const p = run('predict', '--model', join(out, 'model.onnx'), img, '--top', '5', '--json');
+    expect(p.code, p.err).toBe(0);
+    const preds = JSON.parse(p.out)[0].predictions as { class: string; probability: number }[];
+    expect(preds).toHaveLength(5);
+    expect(preds.reduce((a, b) => a + b.probability, 0)).toBeCloseTo(1, 4);
+    // evaluate on the data folder: consistent with the report's numbers on the same images.
+    const e = run('evaluate', '--model', join(out, 'model.onnx'), '--data', small, '--json');
+    expect(e.code, e.err).toBe(0);
+    expect(JSON.parse(e.out).n).toBe(200);
+  }, 300_000);
+
+  it('an interrupted run resumes from its checkpoint and finishes its plan', async () => {
+    const out = join(tmp, 'run2');
+    // Interrupt (SIGINT, like Ctrl-C) as soon as the first checkpoint exists.
+    const child = spawn('node', [bin, 'finetune', '--data', small, '--out', out, '--epochs', '2', '--freeze-epochs', '1', '--lr', '1e-2'], { stdio: 'ignore' });
+    const code = await new Promise<number | null>((res) => {
+      const timer = setInterval(() => { if (existsSync(join(out, 'checkpoint.safetensors'))) { child.kill('SIGINT'); clearInterval(timer); } }, 50);
+      child.on('exit', (c) => { clearInterval(timer); res(c); });
+    });
+    expect(code).toBe(0);
+    const before = JSON.parse(readFileSync(join(out, 'history.json'), 'utf8')) as unknown[];
+    expect(before.length).toBeLessThan(3);
+    const r = run('finetune', '--resume', out, '--json');
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.history.map((h: { stage: string; epoch: number }) => `${h.stage}${h.epoch}`)).toEqual(['head1', 'unfrozen1', 'unfrozen2']);
+    const again = run('finetune', '--resume', out);
+    expect(again.code).toBe(1);
+    expect(oneLine(again.err)[0]).toMatch(/already finished/);
+  }, 300_000);
+
+  it('feature mode: extracts once, caches by key, the second run hits the cache; a new split invalidates it', () => {
+    const out = join(tmp, 'run3');
+    const a = run('finetune', '--data', small, '--out', out, '--mode', 'features', '--epochs', '2', '--json');
+    expect(a.code, a.err).toBe(0);
+    const sa = JSON.parse(a.out);
+    expect(sa.featureCache.hit).toBe(false);
+    expect(sa.featureCache.extractMs).toBeGreaterThan(sa.featureCache.headEpochMs);
+    const b = run('finetune', '--data', small, '--out', out, '--mode', 'features', '--epochs', '2', '--json');
+    const sb = JSON.parse(b.out);
+    expect(sb.featureCache.hit).toBe(true);
+    expect(sb.featureCache.key).toBe(sa.featureCache.key);
+    expect(sb.valAccuracy).toBe(sa.valAccuracy);                // same features, same seed
+    const c = run('finetune', '--data', small, '--out', out, '--mode', 'features', '--epochs', '1', '--val-split', '0.25', '--json');
+    expect(c.code, c.err).toBe(0);
+    expect(JSON.parse(c.out).featureCache.key).not.toBe(sa.featureCache.key);
+    expect(readdirSync(join(out, 'feature-cache'))).toHaveLength(1);
+  }, 300_000);
+
+  it('--batch auto plans a larger batch for the frozen stage than for the unfrozen one', () => {
+    const out = join(tmp, 'run4');
+    const r = run('finetune', '--data', small, '--out', out, '--epochs', '1', '--freeze-epochs', '1', '--batch', 'auto', '--memory-budget', '64', '--json');
+    expect(r.code, r.err).toBe(0);
+    const plan = JSON.parse(r.out).batchPlan;
+    console.log(`batch auto (64 MiB): frozen ${plan.head.batch} (${plan.head.perImageBytes} B/img), unfrozen ${plan.unfrozen.batch} (${plan.unfrozen.perImageBytes} B/img)`);
+    expect(plan.head.perImageBytes).toBeLessThan(plan.unfrozen.perImageBytes);
+    expect(plan.head.batch).toBeGreaterThanOrEqual(plan.unfrozen.batch);
+  }, 300_000);
+});
+
+describe('progressive resizing', () => {
+  it('--size 16,24 splits the epochs across sizes with the same weights (a global-pool model)', async () => {
+    const gpu = await getGpu();
+    const net = new SmallNet(gpu, 4, { seed: 1 });
+    const prep = { size: 16, channelOrder: 'RGB', mean: [0.3, 0.3, 0.3], std: [0.35, 0.35, 0.35], resizeRatio: 1 };
+    const file = join(tmp, 'gap.onnx');
+    writeFileSync(file, await exportOnnx(gpu, net, { sampleShape: [3, 16, 16], metadata: { 'wgtrain.preprocessing': JSON.stringify(prep) } }));
+    net.dispose();
+    const out = join(tmp, 'prog');
+    const r = run('finetune', '--model', file, '--data', small, '--out', out, '--size', '16,24', '--epochs', '2', '--freeze-epochs', '1', '--json');
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.history.map((h: { stage: string; inputSize: number }) => `${h.stage}@${h.inputSize}`)).toEqual(['head@16', 'unfrozen@16', 'unfrozen@24']);
+    const meta = JSON.parse(run('inspect', join(out, 'model.onnx'), '--json').out).metadata;
+    expect(JSON.parse(meta['wgtrain.preprocessing']).size).toBe(24);
+  }, 300_000);
+});
+
+describe('lr-find and inspect', () => {
+  it('lr-find prints four suggestions and writes the plot', () => {
+    const out = join(tmp, 'lrf');
+    const r = run('lr-find', '--data', small, '--out', out, '--iterations', '30', '--json');
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out).suggestions;
+    for (const k of ['valley', 'slide', 'minimum', 'steep']) expect(s[k]).toBeGreaterThan(0);
+    expect(readFileSync(join(out, 'lr-find.svg'), 'utf8')).toMatch(/<svg/);
+  }, 300_000);
+
+  it('inspect describes the demo model and a torch-exported ResNet34', () => {
+    const r = run('inspect', 'weights/fashion5-source-cnn.onnx', '--json');
+    expect(r.code, r.err).toBe(0);
+    const i = JSON.parse(r.out);
+    expect(i.producer).toMatch(/^wgtrain/);
+    expect(i.opset).toBe(17);
+    expect(i.ops.Conv).toBe(5);
+    expect(i.batchNorm).toMatch(/present/);
+    expect(i.metadata['wgtrain.classes']).toBeDefined();
+    if (hasOnnxData('resnet34_torchstyle')) {
+      const t = JSON.parse(run('inspect', join(onnxDataDir(), 'resnet34_torchstyle/model.onnx'), '--json').out);
+      expect(t.family).toBe('resnet34');
+      expect(t.batchNorm).toMatch(/folded/);
+      expect(t.ops).toMatchObject({ Conv: 36, Relu: 33, Add: 16, Gemm: 1 });
+      expect(t.layerGroups).toHaveLength(3);
+      expect(t.largestTensor.fitsOneBinding).toBe(true);
+    }
+  }, 120_000);
+});
+
+describe('bad input: one line, exit code 1', () => {
+  it.each([
+    [['finetune', '--data', '/nonexistent/folder'], /does not exist|not found|no such/i],
+    [['finetune', '--lr', 'fast'], /--lr/],
+    [['finetune', '--model', '/nonexistent.onnx'], /does not exist/],
+    [['finetune', '--val-split', '1.5'], /--val-split/],
+    [['finetune', '--size', '32', '--epochs', '1'], /--size 32 does not fit this model/],
+    [['inspect', 'package.json'], /not an ONNX model/],
+    [['predict', '--model', 'weights/fashion5-source-cnn.onnx', 'package.json'], /cannot decode/],
+  ])('%j', (args, re) => {
+    const r = run(...(args as string[]));
+    expect(r.code).toBe(1);
+    expect(oneLine(r.err)).toHaveLength(1);
+    expect(oneLine(r.err)[0]).toMatch(re as RegExp);
+    expect(r.err).not.toMatch(/\n\s+at .*:\d+:\d+/);
+  });
+
+  it('a one-class folder is refused', () => {
+    const d = join(tmp, 'oneclass', 'only');
+    mkdirSync(d, { recursive: true });
+    copyFileSync(join(small, '8_bag', readdirSync(join(small, '8_bag'))[0]!), join(d, 'a.png'));
+    writeFileSync(join(d, 'notes.txt'), 'x');
+    const r = run('finetune', '--data', join(tmp, 'oneclass'), '--out', join(tmp, 'o1'));
+    expect(r.code).toBe(1);
+    expect(oneLine(r.err)[0]).toMatch(/class/);
+  });
+});
