@@ -24,6 +24,18 @@ export interface GpuOptions {
 
 export interface KernelTime { name: string; label: string; ms: number }
 
+/** What a dispatch observer sees (traces, `explain`): one per dispatch, eager or replayed. */
+export interface DispatchInfo {
+  /** Kernel name with version, e.g. 'conv2d.fwd.v2'. */
+  name: string;
+  /** The launcher's label (an op family tag, e.g. 'conv2d'). */
+  label: string;
+  workgroups: readonly [number, number, number];
+  /** Bytes of each bound storage range (empty for replays). */
+  bindingBytes: readonly number[];
+  replayed: boolean;
+}
+
 type RecordedOp =
   | { kind: 'dispatch'; name: string; pipeline: GPUComputePipeline; group: GPUBindGroup; workgroups: readonly [number, number, number] }
   | { kind: 'clear'; buffer: GPUBuffer; offset: number; size: number }
@@ -69,6 +81,8 @@ export class Gpu {
   dispatchCount = 0;
   /** Per-kernel-name dispatch counts, when `countByName` is on. */
   readonly dispatchesByName = new Map<string, number>();
+  /** Called for every dispatch as it is encoded (eager) or replayed; null: no overhead. */
+  onDispatch: ((d: DispatchInfo) => void) | null = null;
 
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
@@ -244,6 +258,7 @@ export class Gpu {
     pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     pass.end();
     this.countDispatch(k.name);
+    this.onDispatch?.({ name: k.name, label, workgroups, bindingBytes: bindings.map((b) => ('buffer' in b ? b.size : Math.min(b.size, this.maxBinding))), replayed: false });
     return ubuf;
   }
 
@@ -313,6 +328,7 @@ export class Gpu {
         pass.setBindGroup(0, op.group);
         pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
         this.countDispatch(op.name);
+        this.onDispatch?.({ name: op.name, label: '', workgroups: op.workgroups, bindingBytes: [], replayed: true });
         continue;
       }
       if (pass) { pass.end(); pass = null; }
