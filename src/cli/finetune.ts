@@ -19,7 +19,8 @@ import { Module, type Parameter } from '../nn/module.js';
 import type { Grouped } from '../nn/groups.js';
 import { Learner, type Batch, type BatchSource, type EpochRecord, type EvalResult } from '../train/learner.js';
 import { checkpointMeta, decodeSafetensors, encodeSafetensors, loadCheckpoint, saveCheckpoint, type WgtrainMeta } from '../train/checkpoint.js';
-import { learningCurves } from '../train/plots.js';
+import { confusionMatrixSvg, historyCsv, learningCurves } from '../train/plots.js';
+import sharp from 'sharp';
 import { planBatch } from '../train/memory.js';
 import { exportOnnx } from '../onnx/export.js';
 import { parseLr } from '../optim/lr.js';
@@ -50,6 +51,17 @@ export interface RunPlan {
   augment: Partial<TrainAugment>;
 }
 
+/** Progress line: stage, epoch, bar, loss, images/s and the epoch's ETA. */
+let epochStart = 0, lastKey = '';
+function progressText(p: { stage: string; epoch: number; epochs: number; step: number; steps: number; loss: number; images?: number }): string {
+  const key = `${p.stage}/${p.epoch}`;
+  if (key !== lastKey || p.step === 1) { lastKey = key; epochStart = performance.now(); }
+  const sec = (performance.now() - epochStart) / 1000;
+  const rate = p.images && sec > 0 ? p.images / sec : 0;
+  const eta = p.step > 0 ? (sec / p.step) * (p.steps - p.step) : 0;
+  return `${p.stage} epoch ${p.epoch}/${p.epochs} ${bar(p.step, p.steps)} loss ${p.loss.toFixed(4)}${rate ? `  ${rate.toFixed(0)} img/s` : ''}  ETA ${eta.toFixed(0)} s`;
+}
+
 function plural(n: number, w: string) { return `${n} ${w}${n === 1 ? '' : 's'}`; }
 
 export async function finetuneCommand(flags: FinetuneFlags) {
@@ -74,7 +86,7 @@ export async function finetuneCommand(flags: FinetuneFlags) {
   const mode = (flags.mode ?? prev?.mode ?? 'finetune') as RunPlan['mode'];
   if (mode !== 'finetune' && mode !== 'features') throw new UserError(`--mode must be finetune or features, got '${flags.mode}'`);
   // The demo's recipe (a small from-scratch model likes a larger LR than fastai's 2e-3 default).
-  const epochs = positiveInt('--epochs', flags.epochs, prev?.epochs ?? (isDemo ? 6 : 3), 0);
+  const epochs = positiveInt('--epochs', flags.epochs, prev?.epochs ?? (isDemo ? 8 : 3), 0);
   const freezeEpochs = positiveInt('--freeze-epochs', flags.freezeEpochs, prev?.freezeEpochs ?? (isDemo ? 2 : 1), 0);
   let baseLr = prev?.baseLr ?? (isDemo ? 1e-2 : 2e-3), lrMult = prev?.lrMult ?? 100;
   if (flags.lr) {
@@ -132,6 +144,12 @@ export async function finetuneCommand(flags: FinetuneFlags) {
   const report = mode === 'features'
     ? await runFeatures(gpu, model, loaded.hash, plan, data, status, flags)
     : await runFinetune(gpu, model, plan, data, status, flags, budget, resumeBytes, resumeMeta);
+  if (report.interrupted) {
+    status.log(`interrupted: ${report.history.length} epochs are in ${join(out, 'checkpoint.safetensors')}; continue with: wgtrain finetune --resume ${out}`);
+    model.dispose(); gpu.destroy();
+    process.exit(130);
+  }
+  await writeCurves(out, report.history, report.eval ? { confusion: report.eval.confusion, classes } : undefined);
 
   // The fine-tuned model, with what it needs to be used.
   const size = sizes.at(-1)!;
@@ -150,14 +168,27 @@ export async function finetuneCommand(flags: FinetuneFlags) {
     valAccuracy: report.eval?.accuracy ?? null, valLoss: report.eval?.loss ?? null,
     history: report.history, seconds: (performance.now() - t0) / 1000, ...report.extra,
   };
-  if (report.eval) await writeJson(join(out, 'report.json'), { ...classReport(report.eval, classes), history: report.history });
+  if (report.eval) await writeJson(join(out, 'metrics.json'), { ...classReport(report.eval, classes), epochs: report.history.length, seconds: summary.seconds });
   status.log(`validation accuracy ${report.eval ? `${(100 * report.eval.accuracy).toFixed(1)}%` : 'n/a'}; wrote ${join(out, 'model.onnx')} in ${summary.seconds.toFixed(0)} s`);
   if (flags.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   model.dispose();
   gpu.destroy();
 }
 
-interface RunReport { history: EpochRecord[]; eval: EvalResult | null; extra: Record<string, unknown> }
+/** Learning curves, history and (when given) the confusion matrix, as SVG + PNG + CSV/JSON. */
+async function writeCurves(out: string, history: readonly EpochRecord[], ev?: { confusion: number[][]; classes: readonly string[] }) {
+  const c = learningCurves(history);
+  const files: [string, string][] = [['curves', c.combined], ['loss', c.loss], ['accuracy', c.accuracy]];
+  if (ev) files.push(['confusion', confusionMatrixSvg(ev.confusion, ev.classes)]);
+  for (const [name, svg] of files) {
+    await writeFileAtomic(join(out, `${name}.svg`), svg);
+    await writeFileAtomic(join(out, `${name}.png`), await sharp(Buffer.from(svg)).png().toBuffer());
+  }
+  await writeJson(join(out, 'history.json'), history);
+  await writeFileAtomic(join(out, 'history.csv'), historyCsv(history));
+}
+
+interface RunReport { history: EpochRecord[]; eval: EvalResult | null; extra: Record<string, unknown>; interrupted?: boolean }
 
 async function runFinetune(
   gpu: Gpu, model: OnnxModule, plan: RunPlan, data: Awaited<ReturnType<typeof openData>>, status: StatusLine,
@@ -166,7 +197,7 @@ async function runFinetune(
   const { out, classes, seed, sizes } = plan;
   const learner = new Learner(gpu, model, {
     numClasses: classes.length, replay: flags.replay !== false,
-    onProgress: (p) => status.update(`${p.stage} epoch ${p.epoch}/${p.epochs} ${bar(p.step, p.steps)} loss ${p.loss.toFixed(4)}`),
+    onProgress: (p) => status.update(progressText(p)),
   });
   let resume: { stage: 'head' | 'unfrozen'; epoch: number } | undefined;
   if (resumeBytes && resumeMeta) {
@@ -208,10 +239,7 @@ async function runFinetune(
       preprocessing: plan.preprocessing, progress, plan: plan as unknown as Record<string, unknown>, history: l.history, split: data.split.manifest,
     });
     await writeFileAtomic(join(out, 'checkpoint.safetensors'), bytes);
-    await writeJson(join(out, 'history.json'), l.history);
-    const c = learningCurves(l.history);
-    await writeFileAtomic(join(out, 'loss.svg'), c.loss);
-    await writeFileAtomic(join(out, 'accuracy.svg'), c.accuracy);
+    await writeCurves(out, l.history);
   };
   const onSig = () => { learner.stopRequested = true; status.log('stopping after this step (checkpoint kept; resume with --resume)…'); };
   process.once('SIGINT', onSig);
@@ -220,9 +248,10 @@ async function runFinetune(
     resume, headTrain: headBatch !== fullBatch ? trainAt(headBatch) : undefined,
   });
   process.off('SIGINT', onSig);
-  const ev = val.length ? await learner.evaluate(val) : null;
+  const interrupted = learner.interrupted;
+  const ev = val.length && !interrupted ? await learner.evaluate(val) : null;
   learner.dispose();
-  return { history: [...(resumeMeta?.history ?? []), ...hist], eval: ev, extra };
+  return { history: [...(resumeMeta?.history ?? []), ...hist], eval: ev, extra, interrupted };
 }
 
 // ---- feature extraction -------------------------------------------------------------------------
@@ -322,10 +351,6 @@ async function runFeatures(gpu: Gpu, model: OnnxModule, modelHash: string, plan:
   const epochMs = hist.reduce((s, h) => s + h.ms, 0) / hist.length;
   if (!cached) status.log(`features: one head epoch ${epochMs.toFixed(0)} ms vs ${(extractMs).toFixed(0)} ms for one pass of the base (${(extractMs / epochMs).toFixed(0)}× faster per epoch)`);
   learner.dispose();
-  await writeJson(join(plan.out, 'history.json'), hist);
-  const c = learningCurves(hist);
-  await writeFileAtomic(join(plan.out, 'loss.svg'), c.loss);
-  await writeFileAtomic(join(plan.out, 'accuracy.svg'), c.accuracy);
   return { history: hist, eval: ev, extra: { featureCache: { file, key, hit: cached, extractMs, headEpochMs: epochMs } } };
 }
 
@@ -336,7 +361,8 @@ export function classReport(ev: EvalResult, classes: readonly string[]) {
     const tp = ev.confusion[k]![k]!;
     const actual = ev.confusion[k]!.reduce((a, b) => a + b, 0);
     const predicted = ev.confusion.reduce((s, row) => s + row[k]!, 0);
-    return { class: name, support: actual, precision: predicted ? tp / predicted : 0, recall: actual ? tp / actual : 0 };
+    const precision = predicted ? tp / predicted : 0, recall = actual ? tp / actual : 0;
+    return { class: name, support: actual, precision, recall, f1: precision + recall ? (2 * precision * recall) / (precision + recall) : 0 };
   });
   const pairs: { actual: string; predicted: string; count: number }[] = [];
   for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) if (i !== j && ev.confusion[i]![j]! > 0) pairs.push({ actual: classes[i]!, predicted: classes[j]!, count: ev.confusion[i]![j]! });

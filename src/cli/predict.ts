@@ -1,7 +1,9 @@
 // `wgtrain predict` and `wgtrain evaluate`: run a fine-tuned model (its model.onnx, which carries its
 // classes and preprocessing) on images.
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { checkpointMeta, loadCheckpoint } from '../train/checkpoint.js';
+import type { Preprocessing } from '../data/preprocessing.js';
 import { basename, dirname, resolve } from 'node:path';
 import { getGpu } from '../gpu/device.js';
 import { Learner, type BatchSource } from '../train/learner.js';
@@ -13,9 +15,20 @@ import { UserError } from './errors.js';
 
 export interface PredictFlags { model: string; top?: string; json?: boolean }
 
+/** A fine-tuned model from its model.onnx, or from a checkpoint (rebuilt from the base model it names). */
 async function loadClassifier(path: string, warn: (s: string) => void) {
   const gpu = await getGpu();
-  const loaded = await loadOnnx(gpu, path, warn);
+  let loaded: Awaited<ReturnType<typeof loadOnnx>>;
+  if (path.endsWith('.safetensors')) {
+    if (!existsSync(path)) throw new UserError(`checkpoint '${path}' does not exist`);
+    const bytes = new Uint8Array(readFileSync(path));
+    const meta = checkpointMeta(bytes);
+    loaded = await loadOnnx(gpu, meta.model.source, warn);
+    if (meta.model.hash && loaded.hash !== meta.model.hash) throw new UserError(`the checkpoint was trained from '${meta.model.source}', which has changed since; use the run's model.onnx instead`);
+    loaded.model.cutAt('before-last-gemm', meta.classes.length);
+    loadCheckpoint(gpu, bytes, loaded.model, null);
+    loaded = { ...loaded, classes: meta.classes, preprocessing: meta.preprocessing as Preprocessing };
+  } else loaded = await loadOnnx(gpu, path, warn);
   const K = loaded.model.numOutputs;
   if (!K) throw new UserError(`cannot tell how many classes '${path}' predicts`);
   const classes = loaded.classes ?? Array.from({ length: K }, (_, i) => `class ${i}`);

@@ -18,7 +18,7 @@
 //
 // Layer groups (for freeze/unfreeze and discriminative LRs): recognised torchvision ResNet34 →
 // stem+layer1+layer2 | layer3+layer4 | head; VGG16 → features | head; any other graph → body | head,
-// with the body split in two halves by convolution count when it has 8 or more convolutions.
+// with the body split in two halves by convolution count when it has 4 or more convolutions.
 
 import type { Gpu } from '../gpu/device.js';
 import { Tensor } from '../gpu/tensor.js';
@@ -351,7 +351,7 @@ export class OnnxModule extends Module implements Grouped {
     let bodySplit: number | null = null; // index into convs where group 1 starts
     if (this.family === 'resnet34') bodySplit = 16;                 // conv1 + layer1 (6) + layer2 (8 + downsample)
     else if (this.family === 'vgg16') bodySplit = null;
-    else if (convs.length >= 8) bodySplit = Math.floor(convs.length / 2);
+    else if (convs.length >= 4) bodySplit = Math.floor(convs.length / 2);
     this.numGroups = bodySplit === null ? 2 : 3;
     const head = this.numGroups - 1;
     // VGG16's head is its whole classifier (every Gemm); elsewhere the last dense layer.

@@ -69,7 +69,7 @@ export interface EpochRecord {
   imgPerSec: number;
 }
 
-export interface Progress { stage: string; epoch: number; epochs: number; step: number; steps: number; loss: number }
+export interface Progress { stage: string; epoch: number; epochs: number; step: number; steps: number; loss: number; /** Images trained on so far this epoch. */ images: number }
 
 export interface LearnerOptions {
   /** Optimizer (fastai's default: Adam with decoupled weight decay 0.01, β = (0.9, 0.99), ε = 1e-5). */
@@ -93,6 +93,8 @@ export class Learner {
   private inputs = new Map<string, { x: Tensor; y: Tensor }>();
   /** Set to stop training at the end of the current step (pause; checkpoints stay consistent). */
   stopRequested = false;
+  /** Set when a stop request cut an epoch short. */
+  interrupted = false;
 
   constructor(readonly gpu: Gpu, readonly model: Module & Grouped, readonly opts: LearnerOptions) {
     const kind = opts.optimizer ?? 'adamw';
@@ -116,9 +118,13 @@ export class Learner {
     const schedule = makeSchedule(o.schedule ?? 'one-cycle', peak, o);
     const stage = o.stage ?? 'fit';
     const out: EpochRecord[] = [];
-    for (let e = o.startEpoch ?? 0; e < epochs && !this.stopRequested; e++) {
+    for (let e = o.startEpoch ?? 0; e < epochs; e++) {
+      if (this.stopRequested) { this.interrupted = true; break; }
       const t0 = performance.now();
       const tr = await this.trainEpoch(train, e, epochs, schedule, peak, stage);
+      // NOTE: a stop mid-epoch leaves that epoch unrecorded (no history entry, no checkpoint): a
+      // resume restarts it from the last checkpoint, so the resumed run equals an uninterrupted one.
+      if (this.stopRequested) { this.interrupted = true; break; }
       const trainMs = performance.now() - t0;
       const v = val && val.length > 0 ? await this.evaluate(val, e) : null;
       const rec: EpochRecord = {
@@ -146,7 +152,8 @@ export class Learner {
       freeze(this.model);
       out.push(...await this.fit(freezeEpochs, o.headTrain ?? train, val, { lr: slice(baseLr), pctStart: 0.99, stage: 'head', startEpoch: done.epoch }));
     }
-    if (this.stopRequested || epochs < 1) return out;
+    if (this.stopRequested) { this.interrupted = true; return out; }
+    if (epochs < 1) return out;
     if (unfreezeGroups === 'all') unfreeze(this.model); else freezeTo(this.model, -unfreezeGroups);
     const lr = baseLr / 2;
     out.push(...await this.fit(epochs, train, val, {
@@ -169,7 +176,7 @@ export class Learner {
       if (!this.isCapturedOutput(r.loss)) { r.loss.dispose(); r.correct.dispose(); }
       if (!Number.isFinite(l[0]!)) throw new Error(`training diverged: loss is ${l[0]} at ${stage} epoch ${epoch + 1} step ${step + 1}; lower the learning rate`);
       lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++; size = b.shape[2];
-      this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]! });
+      this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]!, images: n });
       if (this.stopRequested) break;
     }
     return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n, size };

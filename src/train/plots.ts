@@ -77,16 +77,15 @@ export function lineChart(o: ChartOptions): string {
 }
 
 /** Loss and accuracy per epoch, train vs validation, with stage boundaries marked. */
-export function learningCurves(history: readonly EpochRecord[]): { loss: string; accuracy: string } {
+export function learningCurves(history: readonly EpochRecord[]): { loss: string; accuracy: string; combined: string } {
   const x = history.map((_, i) => i + 1);
   const marks = history.flatMap((r, i) => (i > 0 && r.stage !== history[i - 1]!.stage ? [{ x: i + 0.5, label: r.stage }] : []));
   const series = (key: 'trainLoss' | 'valLoss' | 'trainAcc' | 'valAcc', name: string, dashed = false): Series => ({
     name, dashed, points: history.flatMap((r, i): [number, number][] => (r[key] === undefined ? [] : [[x[i]!, r[key]!]])),
   });
-  return {
-    loss: lineChart({ title: 'Loss', xLabel: 'epoch', yLabel: 'cross-entropy', series: [series('trainLoss', 'train'), series('valLoss', 'validation', true)], marks }),
-    accuracy: lineChart({ title: 'Accuracy', xLabel: 'epoch', yLabel: 'accuracy', series: [series('trainAcc', 'train'), series('valAcc', 'validation', true)], marks }),
-  };
+  const loss = lineChart({ title: 'Loss', xLabel: 'epoch', yLabel: 'cross-entropy', series: [series('trainLoss', 'train loss'), series('valLoss', 'validation loss', true)], marks });
+  const accuracy = lineChart({ title: 'Accuracy', xLabel: 'epoch', yLabel: 'accuracy', series: [series('trainAcc', 'train accuracy'), series('valAcc', 'validation accuracy', true)], marks });
+  return { loss, accuracy, combined: sideBySide([loss, accuracy]) };
 }
 
 /** Smoothed loss against LR (log axis) with the four suggestions marked. */
@@ -102,4 +101,42 @@ export function lrFindPlot(r: LrFindResult): string {
       { x: s.steep, label: `steep ${s.steep.toExponential(1)}`, color: '#ff7f0e' },
     ],
   });
+}
+
+/** Confusion matrix as a heat map: rows are true classes, columns predictions; counts in cells. */
+export function confusionMatrixSvg(confusion: readonly (readonly number[])[], classes: readonly string[], title = 'Confusion matrix (validation)'): string {
+  const K = classes.length, cell = Math.max(28, Math.min(64, Math.floor(480 / K)));
+  const left = 150, top = 60, W = left + K * cell + 20, H = top + K * cell + 110;
+  const max = Math.max(1, ...confusion.flat());
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>`,
+    `<text x="${left + (K * cell) / 2}" y="${top + K * cell + 100}" text-anchor="middle">predicted</text>`,
+    `<text x="14" y="40">true ↓</text>`];
+  for (let i = 0; i < K; i++) {
+    parts.push(`<text x="${left - 6}" y="${top + i * cell + cell / 2 + 4}" text-anchor="end">${esc(classes[i]!)}</text>`);
+    parts.push(`<text transform="translate(${left + i * cell + cell / 2 + 4} ${top + K * cell + 8}) rotate(60)">${esc(classes[i]!)}</text>`);
+    for (let j = 0; j < K; j++) {
+      const v = confusion[i]![j]!, a = v / max;
+      const fill = i === j ? `rgba(44,160,44,${0.1 + 0.9 * a})` : `rgba(214,39,40,${v ? 0.15 + 0.85 * a : 0})`;
+      parts.push(`<rect x="${left + j * cell}" y="${top + i * cell}" width="${cell}" height="${cell}" fill="${fill}" stroke="#ccc"/>`);
+      parts.push(`<text x="${left + j * cell + cell / 2}" y="${top + i * cell + cell / 2 + 4}" text-anchor="middle">${v}</text>`);
+    }
+  }
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** history.json as CSV: one row per epoch; LR columns per group. */
+export function historyCsv(history: readonly EpochRecord[]): string {
+  const groups = Math.max(0, ...history.map((h) => h.lrs.length));
+  const head = ['stage', 'epoch', 'epochs', 'train_loss', 'train_acc', 'val_loss', 'val_acc', ...Array.from({ length: groups }, (_, i) => `lr_group${i}`), 'trainable_params', 'input_size', 'seconds', 'images_per_sec'];
+  const rows = history.map((h) => [h.stage, h.epoch, h.epochs, h.trainLoss, h.trainAcc, h.valLoss ?? '', h.valAcc ?? '',
+    ...Array.from({ length: groups }, (_, i) => h.lrs[i] ?? ''), h.trainableParams, h.inputSize ?? '', (h.ms / 1000).toFixed(3), h.imgPerSec.toFixed(1)].join(','));
+  return `${head.join(',')}\n${rows.join('\n')}\n`;
+}
+
+/** Several charts in one SVG, left to right (the learning-curves PNG shows loss and accuracy together). */
+export function sideBySide(svgs: readonly string[], width = 640, height = 400): string {
+  const inner = svgs.map((s, i) => s.replace('<svg ', `<svg x="${i * width}" y="0" `)).join('\n');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width * svgs.length}" height="${height}" viewBox="0 0 ${width * svgs.length} ${height}">\n${inner}\n</svg>`;
 }

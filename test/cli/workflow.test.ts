@@ -12,6 +12,30 @@ import { hasOnnxData, onnxDataDir } from '../../src/onnx/testdata.js';
 import { getGpu } from '../../src/gpu/index.js';
 import { exportOnnx } from '../../src/onnx/export.js';
 import { SmallNet } from '../nn/smallnet.js';
+import { decodeModel } from '../../src/onnx/reader.js';
+import { decodeSafetensors, checkpointMeta, loadCheckpoint } from '../../src/train/checkpoint.js';
+import { readModel } from '../../src/onnx/reader.js';
+import { importModel } from '../../src/onnx/import.js';
+import { Learner } from '../../src/train/learner.js';
+import { SharpDecoder } from '../../src/data/node.js';
+import { transformImage } from '../../src/data/transforms.js';
+import type { Preprocessing } from '../../src/data/preprocessing.js';
+
+/** Class probabilities for one image computed in-process by a Learner holding the checkpoint. */
+async function learnerProbs(ckpt: string, img: string): Promise<Record<string, number>> {
+  const gpu = await getGpu();
+  const bytes = new Uint8Array(readFileSync(ckpt));
+  const meta = checkpointMeta(bytes);
+  const m = importModel(gpu, await readModel(meta.model.source));
+  m.cutAt('before-last-gemm', meta.classes.length);
+  loadCheckpoint(gpu, bytes, m, null);
+  const learner = new Learner(gpu, m, { numClasses: meta.classes.length, replay: false });
+  const p = meta.preprocessing as Preprocessing;
+  const x = transformImage(await new SharpDecoder().decode(new Uint8Array(readFileSync(img))), p, { kind: 'eval' });
+  const probs = await learner.predict(x, [1, 3, p.size, p.size]);
+  learner.dispose(); m.dispose();
+  return Object.fromEntries(meta.classes.map((c, i) => [c, probs[i]!]));
+}
 
 const bin = 'dist/wgtrain.js';
 const demoData = 'examples/fashion5';
@@ -36,7 +60,7 @@ function run(...args: string[]) {
 const oneLine = (err: string) => err.split('\n').filter((l) => l.startsWith('wgtrain:'));
 
 describe('finetune', () => {
-  it('fine-tunes the demo model on a data folder and writes model, checkpoint, history, curves, split, report', () => {
+  it('fine-tunes the demo model on a data folder and writes model, checkpoint, history, curves, split, report', async () => {
     const out = join(tmp, 'run1');
     const r = run('finetune', '--data', small, '--out', out, '--epochs', '2', '--freeze-epochs', '1', '--lr', '1e-2', '--json');
     expect(r.code, r.err).toBe(0);
@@ -44,11 +68,19 @@ describe('finetune', () => {
     expect(s.classes).toEqual(['5_sandal', '6_shirt', '7_sneaker', '8_bag', '9_ankle_boot']);
     expect(s.history.map((h: { stage: string }) => h.stage)).toEqual(['head', 'unfrozen', 'unfrozen']);
     expect(s.valAccuracy).toBeGreaterThan(0.4);                 // 5 classes: chance is 0.2
-    for (const f of ['model.onnx', 'checkpoint.safetensors', 'history.json', 'loss.svg', 'accuracy.svg', 'split.json', 'report.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ['model.onnx', 'checkpoint.safetensors', 'history.json', 'history.csv', 'loss.svg', 'loss.png', 'accuracy.svg', 'accuracy.png', 'confusion.svg', 'confusion.png', 'split.json', 'metrics.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    // Discriminative LRs are visible in the history: three groups, geometric, head highest.
+    const hist = JSON.parse(readFileSync(join(out, 'history.json'), 'utf8')) as { stage: string; lrs: number[] }[];
+    const lrs = hist.find((h) => h.stage === 'unfrozen')!.lrs;
+    expect(lrs).toHaveLength(3);
+    expect(lrs[2]! / lrs[0]!).toBeCloseTo(100, 6);
+    expect(readFileSync(join(out, 'history.csv'), 'utf8').split('\n')[0]).toMatch(/^stage,epoch,epochs,train_loss,train_acc,val_loss,val_acc,lr_group0,lr_group1,lr_group2/);
+    expect(readFileSync(join(out, 'loss.png')).subarray(1, 4).toString()).toBe('PNG');
     const split = JSON.parse(readFileSync(join(out, 'split.json'), 'utf8'));
     expect(split.val).toHaveLength(40);                          // 8 per class
-    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    const report = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
     expect(report.confusion.flat().reduce((a: number, b: number) => a + b, 0)).toBe(40);
+    expect(report.perClass[0]).toHaveProperty('f1');
     // predict with the fine-tuned model: probabilities over the 5 classes.
     const img = join(small, '7_sneaker', readdirSync(join(small, '7_sneaker'))[0]!);
     const p = run('predict', '--model', join(out, 'model.onnx'), img, '--top', '5', '--json');
@@ -56,13 +88,21 @@ describe('finetune', () => {
     const preds = JSON.parse(p.out)[0].predictions as { class: string; probability: number }[];
     expect(preds).toHaveLength(5);
     expect(preds.reduce((a, b) => a + b.probability, 0)).toBeCloseTo(1, 4);
+    // The same probabilities from the checkpoint (rebuilt from the base model) and inside a Learner.
+    const pc = run('predict', '--model', join(out, 'checkpoint.safetensors'), img, '--top', '5', '--json');
+    expect(pc.code, pc.err).toBe(0);
+    const byClass = (ps: { class: string; probability: number }[]) => Object.fromEntries(ps.map((q) => [q.class, q.probability]));
+    const fromCkpt = byClass(JSON.parse(pc.out)[0].predictions);
+    for (const q of preds) expect(Math.abs(fromCkpt[q.class]! - q.probability)).toBeLessThan(1e-6);
+    const inLearner = await learnerProbs(join(out, 'checkpoint.safetensors'), img);
+    for (const q of preds) expect(Math.abs(inLearner[q.class]! - q.probability)).toBeLessThan(1e-6);
     // evaluate on the data folder: consistent with the report's numbers on the same images.
     const e = run('evaluate', '--model', join(out, 'model.onnx'), '--data', small, '--json');
     expect(e.code, e.err).toBe(0);
     expect(JSON.parse(e.out).n).toBe(200);
   }, 300_000);
 
-  it('an interrupted run resumes from its checkpoint and finishes its plan', async () => {
+  it('an interrupted run (Ctrl-C) resumes from its checkpoint and ends with the weights of an uninterrupted run', async () => {
     const out = join(tmp, 'run2');
     // Interrupt (SIGINT, like Ctrl-C) as soon as the first checkpoint exists.
     const child = spawn('node', [bin, 'finetune', '--data', small, '--out', out, '--epochs', '2', '--freeze-epochs', '1', '--lr', '1e-2'], { stdio: 'ignore' });
@@ -70,16 +110,42 @@ describe('finetune', () => {
       const timer = setInterval(() => { if (existsSync(join(out, 'checkpoint.safetensors'))) { child.kill('SIGINT'); clearInterval(timer); } }, 50);
       child.on('exit', (c) => { clearInterval(timer); res(c); });
     });
-    expect(code).toBe(0);
+    expect(code).toBe(130);
     const before = JSON.parse(readFileSync(join(out, 'history.json'), 'utf8')) as unknown[];
     expect(before.length).toBeLessThan(3);
     const r = run('finetune', '--resume', out, '--json');
     expect(r.code, r.err).toBe(0);
     const s = JSON.parse(r.out);
     expect(s.history.map((h: { stage: string; epoch: number }) => `${h.stage}${h.epoch}`)).toEqual(['head1', 'unfrozen1', 'unfrozen2']);
+    // Same weights as the uninterrupted run1 (same data, seed and plan).
+    const w = (f: string) => decodeModel(new Uint8Array(readFileSync(f))).graph.initializers;
+    const a = w(join(tmp, 'run1', 'model.onnx')), b = w(join(out, 'model.onnx'));
+    expect([...b.keys()]).toEqual([...a.keys()]);
+    for (const [n, t] of a) expect(Array.from(b.get(n)!.data as Float32Array), n).toEqual(Array.from(t.data as Float32Array));
     const again = run('finetune', '--resume', out);
     expect(again.code).toBe(1);
     expect(oneLine(again.err)[0]).toMatch(/already finished/);
+  }, 300_000);
+
+  it('a kill (SIGKILL) at any moment never leaves a corrupt checkpoint under the final name', async () => {
+    const out = join(tmp, 'kill');
+    const delays = [2500, 3500, 4500, 5500, 6500];
+    let seen = 0;
+    for (const d of delays) {
+      const child = spawn('node', [bin, 'finetune', '--data', small, '--out', out, '--epochs', '3', '--freeze-epochs', '1', '--batch', '8'], { stdio: 'ignore' });
+      await new Promise((res) => setTimeout(res, d));
+      child.kill('SIGKILL');
+      await new Promise((res) => child.on('exit', res));
+      const f = join(out, 'checkpoint.safetensors');
+      if (existsSync(f)) {
+        seen++;
+        const { tensors, meta } = decodeSafetensors(new Uint8Array(readFileSync(f)));   // throws if torn
+        expect(tensors.size).toBeGreaterThan(0);
+        expect(JSON.parse(meta.wgtrain!).format).toBe(1);
+      }
+    }
+    console.log(`kill test: ${seen} of ${delays.length} kills found a checkpoint, all intact`);
+    expect(seen).toBeGreaterThan(0);
   }, 300_000);
 
   it('feature mode: extracts once, caches by key, the second run hits the cache; a new split invalidates it', () => {
