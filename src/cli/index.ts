@@ -8,6 +8,7 @@ import { finetuneCommand } from './finetune.js';
 import { lrFindCommand } from './lrfind.js';
 import { evaluateCommand, predictCommand } from './predict.js';
 import { inspectCommand } from './inspect.js';
+import { registerWeights } from './weights.js';
 
 export async function main(argv: string[]) {
   const program = new Command();
@@ -80,6 +81,8 @@ export async function main(argv: string[]) {
     .argument('<model>', 'ONNX file')
     .option('--json', 'print one JSON object')
     .action((path: string, flags) => inspectCommand(path, flags));
+
+  registerWeights(program);
 
   try {
     await program.parseAsync(argv);
