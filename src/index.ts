@@ -8,3 +8,11 @@
 export * from './gpu/index.js';
 export * as kernels from './kernels/index.js';
 export * as reference from './kernels/reference.js';
+export * as autograd from './autograd/index.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export * as onnx from './onnx/index.js';
+export * as data from './data/index.js';
+export * as train from './train/index.js';
+/** Node-only helpers: image folders on disk (sharp), atomic file writes, split manifests. */
+export * as node from './data/node.js';

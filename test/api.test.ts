@@ -16,3 +16,29 @@ it('README example: conv2d + relu through the public API matches the reference',
   expect(worst).toBeLessThan(1e-5);
   [x, w, y].forEach((t) => t.dispose());
 });
+
+it('README example: import the demo model, cut, fine-tune briefly on the demo data, export', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { getGpu, onnx, train, node, data } = await import('../src/index.js');
+  const gpu = await getGpu();
+  const model = onnx.importModel(gpu, onnx.decodeModel(readFileSync('weights/fashion5-source-cnn.onnx')));
+  model.cutAt('before-last-gemm', 5);
+  const ds = await node.openImageFolder('examples/fashion5');
+  const split = data.stratifiedSplit(ds.items, { valFraction: 0.2, seed: 42, classes: ds.classes });
+  const prep = { ...data.defaultPreprocessing(28), resizeRatio: 1 };
+  // (the README trains on everything; the test on a few batches per class)
+  const sub = (items: typeof split.train, n: number) => ds.classes.flatMap((_, k) => items.filter((i) => i.label === k).slice(0, n));
+  const loader = (items: typeof split.train, t: boolean) => {
+    const l = new data.DataLoader(ds, items, { batchSize: 32, preprocessing: prep, transform: t ? 'train' : 'eval', dropLast: t });
+    return { get length() { return l.length; }, batches: (e: number) => l.batches(e) };
+  };
+  const learner = new train.Learner(gpu, model, { numClasses: 5 });
+  await learner.fineTune(1, loader(sub(split.train, 32), true), loader(sub(split.val, 12), false), { baseLr: 1e-2, freezeEpochs: 1 });
+  const last = learner.history.at(-1)!;
+  expect(last.stage).toBe('unfrozen');
+  expect(last.lrs).toHaveLength(3);
+  expect(last.valAcc!).toBeGreaterThan(0.3);
+  const bytes = await onnx.exportOnnx(gpu, model, { sampleShape: [3, 28, 28] });
+  expect(onnx.decodeModel(bytes).graph.nodes.length).toBeGreaterThan(10);
+  learner.dispose(); model.dispose();
+}, 120_000);

@@ -37,7 +37,7 @@ import { UserError } from './errors.js';
 export interface FinetuneFlags {
   model?: string; data?: string; out?: string; epochs?: string; freezeEpochs?: string; lr?: string;
   batch?: string; size?: string; mode?: string; unfreeze?: string; valSplit?: string; seed?: string;
-  resume?: string; json?: boolean; memoryBudget?: string; replay?: boolean; minScale?: string;
+  resume?: string; json?: boolean; memoryBudget?: string; replay?: boolean; minScale?: string; augment?: boolean;
 }
 
 /** The plan of a run: everything needed to resume it exactly (stored in the checkpoint). */
@@ -141,6 +141,8 @@ export async function finetuneCommand(flags: FinetuneFlags) {
     if (!(v > 0 && v <= 1)) throw new UserError(`--min-scale must be in (0, 1], got '${flags.minScale}'`);
     plan.augment.scale = [v, 1];
   }
+  // --no-augment: the whole image, unflipped (the eval view, at the training size).
+  if (flags.augment === false) plan.augment = { scale: [1, 1], ratio: [1, 1], flipP: 0 };
   const report = mode === 'features'
     ? await runFeatures(gpu, model, loaded.hash, plan, data, status, flags)
     : await runFinetune(gpu, model, plan, data, status, flags, budget, resumeBytes, resumeMeta);

@@ -38,6 +38,7 @@ export async function main(argv: string[]) {
     .option('--size <px[,px...]>', "input size; several = progressive resizing (default: the model's)")
     .option('--mode <finetune|features>', 'staged fine-tuning, or feature extraction with a cached base (default finetune)')
     .option('--min-scale <f>', "RandomResizedCrop's smallest crop area (default: the model's, else 0.35)")
+    .option('--no-augment', 'train on whole, unflipped images (no random crops or flips)')
     .option('--unfreeze <all|K>', 'after the head stage unfreeze all groups or the top K (default all)')
     .option('--val-split <f>', 'validation fraction, stratified (default 0.2)')
     .option('--seed <n>', 'seed for split, shuffling, augmentation, new head (default 42)')

@@ -2,7 +2,7 @@
 // histogram, input/output shapes, parameters, layer groups, detected family, whether BatchNorm was
 // folded away (then BN cannot train), and the largest tensor against the adapter's binding limit.
 
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { getGpu } from '../gpu/device.js';
 import { readModel } from '../onnx/reader.js';
 import { importModel } from '../onnx/import.js';
@@ -11,6 +11,7 @@ import { UserError } from './errors.js';
 
 export async function inspectCommand(path: string, flags: { json?: boolean }) {
   if (!existsSync(path)) throw new UserError(`model file '${path}' does not exist`);
+  if (statSync(path).isDirectory()) throw new UserError(`'${path}' is a folder: pass the .onnx file inside it`);
   const onnx = await readModel(path);
   const gpu = await getGpu();
   const m = importModel(gpu, onnx);

@@ -112,7 +112,8 @@ export class OnnxModule extends Module implements Grouped {
   }
 
   private tensor(t: OnnxTensor, shape = t.dims, data: ArrayLike<number> = t.data as ArrayLike<number>): Tensor {
-    return Tensor.from(this.gpu, Float32Array.from(data), shape.length ? shape : [1]);
+    // NOTE: no copy when the reader already holds float32 (uploads read the array directly).
+    return Tensor.from(this.gpu, data instanceof Float32Array ? data : Float32Array.from(data), shape.length ? shape : [1]);
   }
 
   private buildLayer(n: NormNode): NodeModule {
@@ -141,8 +142,12 @@ export class OnnxModule extends Module implements Grouped {
         // W [out, in] = α · (transB ? B : Bᵀ)
         const src = B.data as ArrayLike<number>;
         const out = a.transB ? r : c, inF = a.transB ? c : r;
-        const W = new Float32Array(out * inF);
-        for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) W[o * inF + i] = a.alpha * src[a.transB ? o * inF + i : i * c + o]!;
+        let W: Float32Array;
+        if (a.transB && a.alpha === 1 && src instanceof Float32Array) W = src;   // torch's layout already
+        else {
+          W = new Float32Array(out * inF);
+          for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) W[o * inF + i] = a.alpha * src[a.transB ? o * inF + i : i * c + o]!;
+        }
         named(m.addParam('weight', B.name, Tensor.from(this.gpu, W, [out, inF])), B.name);
         const C = n.op === 'Gemm' ? this.constOf(n, n.inputs[2]) : undefined;
         if (n.op === 'Gemm' && n.inputs[2] && !C) this.fail(n, 'its bias C must be a weight');

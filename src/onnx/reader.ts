@@ -39,6 +39,8 @@ import {
 /** An error in an ONNX file or an unsupported feature in it; the message is one line saying what to do. */
 export class OnnxError extends Error {
   override name = 'OnnxError';
+  // NOTE: always one line — names quoted from a damaged file may contain newlines.
+  constructor(message: string) { super(message.replace(/[\r\n]+/g, ' ')); }
 }
 
 export type TensorValues = Float32Array | Int32Array | number[];

@@ -61,7 +61,7 @@ export function lineChart(o: ChartOptions): string {
   for (const mk of o.marks ?? []) {
     if (!(Number.isFinite(mk.x) && (!o.xLog || mk.x > 0))) continue;
     const X = sx(mk.x);
-    parts.push(`<line x1="${X}" y1="${m.t}" x2="${X}" y2="${H - m.b}" stroke="${mk.color ?? '#888'}" stroke-dasharray="4 3"/><text x="${X + 3}" y="${m.t + 12}" fill="${mk.color ?? '#555'}">${esc(mk.label)}</text>`);
+    parts.push(`<line x1="${X}" y1="${m.t}" x2="${X}" y2="${H - m.b}" stroke="${mk.color ?? '#888'}" stroke-dasharray="4 3"/><text x="${X + 3}" y="${H - m.b - 6}" fill="${mk.color ?? '#555'}">${esc(mk.label)}</text>`);
   }
   o.series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length]!;

@@ -12,6 +12,8 @@ import { hasOnnxData, onnxDataDir } from '../../src/onnx/testdata.js';
 import { getGpu } from '../../src/gpu/index.js';
 import { exportOnnx } from '../../src/onnx/export.js';
 import { SmallNet } from '../nn/smallnet.js';
+import { Conv2d, Flatten, Linear, ReLU, Sequential } from '../../src/nn/layers.js';
+import { Rng } from '../../src/util/rng.js';
 import { decodeModel } from '../../src/onnx/reader.js';
 import { decodeSafetensors, checkpointMeta, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { readModel } from '../../src/onnx/reader.js';
@@ -231,7 +233,6 @@ describe('bad input: one line, exit code 1', () => {
     [['finetune', '--lr', 'fast'], /--lr/],
     [['finetune', '--model', '/nonexistent.onnx'], /does not exist/],
     [['finetune', '--val-split', '1.5'], /--val-split/],
-    [['finetune', '--size', '32', '--epochs', '1'], /--size 32 does not fit this model/],
     [['inspect', 'package.json'], /not an ONNX model/],
     [['predict', '--model', 'weights/fashion5-source-cnn.onnx', 'package.json'], /cannot decode/],
   ])('%j', (args, re) => {
@@ -240,6 +241,19 @@ describe('bad input: one line, exit code 1', () => {
     expect(oneLine(r.err)).toHaveLength(1);
     expect(oneLine(r.err)[0]).toMatch(re as RegExp);
     expect(r.err).not.toMatch(/\n\s+at .*:\d+:\d+/);
+  });
+
+  it('an input size a fixed-size model cannot take is refused', async () => {
+    const gpu = await getGpu();
+    const rng = new Rng(2);
+    const net = new Sequential(new Conv2d(gpu, 3, 4, 3, { padding: 1, rng }), new ReLU(), new Flatten(), new Linear(gpu, 4 * 16 * 16, 3, { rng }));
+    const file = join(tmp, 'flat16.onnx');
+    const prep = { size: 16, channelOrder: 'RGB', mean: [0.3, 0.3, 0.3], std: [0.35, 0.35, 0.35], resizeRatio: 1 };
+    writeFileSync(file, await exportOnnx(gpu, net, { sampleShape: [3, 16, 16], metadata: { 'wgtrain.preprocessing': JSON.stringify(prep) } }));
+    net.dispose();
+    const r = run('finetune', '--model', file, '--data', small, '--out', join(tmp, 'o2'), '--size', '24');
+    expect(r.code).toBe(1);
+    expect(oneLine(r.err)[0]).toMatch(/--size 24 does not fit this model.*16×16/);
   });
 
   it('a one-class folder is refused', () => {

@@ -144,6 +144,24 @@ describe.skipIf(!HAVE)('real models', () => {
 });
 
 describe.skipIf(!HAVE)('imported graphs train', () => {
+  it('resnet34_torchstyle with a new head, base frozen: a few steps lower the loss; the base stays bit-identical', async () => {
+    const m = importModel(gpu, load(join(onnxDataDir(), 'resnet34_torchstyle/model.onnx')), { names: 'torchvision' });
+    m.cutAt('before-last-gemm', 2, 3);
+    freeze(m);
+    const sample = (await Promise.all(m.stateDict().filter(([n]) => /^(conv1|layer3\.1\.conv2|layer4\.2\.conv2)\./.test(n)).map(async ([n, t]) => [n, Array.from(await t.read())] as const)));
+    const rng = new Rng(8);
+    const x = new Float32Array(4 * 3 * 64 * 64);
+    const labels = Uint32Array.from([0, 1, 0, 1]);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 3 * 64 * 64; j++) x[i * 3 * 64 * 64 + j] = rng.next() + (labels[i]! ? 0.5 * Math.sin(j / 50) : 0);
+    const src = { length: 1, async *batches(): AsyncIterable<Batch> { yield { x, shape: [4, 3, 64, 64], labels }; } };
+    const learner = new Learner(gpu, m, { numClasses: 2 });
+    const hist = await learner.fit(6, src, null, { lr: 2e-3, schedule: 'constant' });
+    console.log(`resnet34 head: loss ${hist.map((h) => h.trainLoss.toFixed(4)).join(' → ')}`);
+    expect(hist.at(-1)!.trainLoss).toBeLessThan(hist[0]!.trainLoss);
+    for (const [n, v] of sample) expect(Array.from(await m.stateDict().find(([k]) => k === n)![1].read()), n).toEqual(v);
+    learner.dispose(); m.dispose();
+  }, 300_000);
+
   it('mnist-8 cut before its last dense layer, new 3-class head, base frozen: loss falls, base bit-identical', async () => {
     const m = importModel(gpu, load(join(onnxDataDir(), 'real/mnist-8/model.onnx')));
     m.cutAt('before-last-gemm', 3, 7);

@@ -1,0 +1,3 @@
+export * from './optimizer.js';
+export * from './lr.js';
+export * from './schedule.js';
