@@ -22,6 +22,7 @@ import { checkpointMeta, decodeSafetensors, encodeSafetensors, loadCheckpoint, s
 import { confusionMatrixSvg, historyCsv, learningCurves } from '../train/plots.js';
 import sharp from 'sharp';
 import { planBatch } from '../train/memory.js';
+import { TraceRecorder } from '../train/trace.js';
 import { exportOnnx } from '../onnx/export.js';
 import { parseLr } from '../optim/lr.js';
 import type { OnnxModule } from '../onnx/import.js';
@@ -38,6 +39,7 @@ export interface FinetuneFlags {
   model?: string; data?: string; out?: string; epochs?: string; freezeEpochs?: string; lr?: string;
   batch?: string; size?: string; mode?: string; unfreeze?: string; valSplit?: string; seed?: string;
   resume?: string; json?: boolean; memoryBudget?: string; replay?: boolean; minScale?: string; augment?: boolean;
+  trace?: string; traceSteps?: string;
 }
 
 /** The plan of a run: everything needed to resume it exactly (stored in the checkpoint). */
@@ -201,6 +203,7 @@ async function runFinetune(
     numClasses: classes.length, replay: flags.replay !== false,
     onProgress: (p) => status.update(progressText(p)),
   });
+  const trace = startTrace(gpu, learner, flags);
   let resume: { stage: 'head' | 'unfrozen'; epoch: number } | undefined;
   if (resumeBytes && resumeMeta) {
     loadCheckpoint(gpu, resumeBytes, model, learner.optimizer);
@@ -252,6 +255,7 @@ async function runFinetune(
   process.off('SIGINT', onSig);
   const interrupted = learner.interrupted;
   const ev = val.length && !interrupted ? await learner.evaluate(val) : null;
+  await writeTrace(trace, flags, status, { command: 'finetune', model: plan.model, data: plan.data });
   learner.dispose();
   return { history: [...(resumeMeta?.history ?? []), ...hist], eval: ev, extra, interrupted };
 }
@@ -346,12 +350,14 @@ async function runFeatures(gpu: Gpu, model: OnnxModule, modelHash: string, plan:
     onProgress: (p) => status.update(`head epoch ${p.epoch}/${p.epochs} ${bar(p.step, p.steps)} loss ${p.loss.toFixed(4)}`),
     onEpochEnd: (r) => status.log(`features epoch ${r.epoch}/${r.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(1)}%  val loss ${r.valLoss?.toFixed(4)} acc ${(100 * (r.valAcc ?? 0)).toFixed(1)}%  ${(r.ms).toFixed(0)} ms`),
   });
+  const trace = startTrace(gpu, learner, flags);
   const bs = plan.batch === 'auto' ? 64 : plan.batch;
   const epochs = Math.max(1, plan.epochs + plan.freezeEpochs);
   const hist = await learner.fit(epochs, featureSource(train, bs, true, plan.seed), featureSource(val, 256, false, plan.seed), { lr: plan.baseLr * 5, stage: 'features' });
   const ev = await learner.evaluate(featureSource(val, 256, false, plan.seed));
   const epochMs = hist.reduce((s, h) => s + h.ms, 0) / hist.length;
   if (!cached) status.log(`features: one head epoch ${epochMs.toFixed(0)} ms vs ${(extractMs).toFixed(0)} ms for one pass of the base (${(extractMs / epochMs).toFixed(0)}× faster per epoch)`);
+  await writeTrace(trace, flags, status, { command: 'finetune --mode features', model: plan.model, data: plan.data });
   learner.dispose();
   return { history: hist, eval: ev, extra: { featureCache: { file, key, hit: cached, extractMs, headEpochMs: epochMs } } };
 }
@@ -370,4 +376,24 @@ export function classReport(ev: EvalResult, classes: readonly string[]) {
   for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) if (i !== j && ev.confusion[i]![j]! > 0) pairs.push({ actual: classes[i]!, predicted: classes[j]!, count: ev.confusion[i]![j]! });
   pairs.sort((a, b) => b.count - a.count);
   return { accuracy: ev.accuracy, loss: ev.loss, n: ev.n, classes, perClass, confusion: ev.confusion, mostConfused: pairs.slice(0, 5) };
+}
+
+// ---- --trace FILE ---------------------------------------------------------------------------------
+
+/** With --trace: a recorder that sees the learner's steps (the first --trace-steps of each stage, default 3). */
+export function startTrace(gpu: Gpu, learner: Learner, flags: { trace?: string; traceSteps?: string }, stage?: string): TraceRecorder | null {
+  if (!flags.trace) return null;
+  const steps = flags.traceSteps === 'all' ? Infinity : positiveInt('--trace-steps', flags.traceSteps, 3);
+  const trace = new TraceRecorder(gpu, { stepsPerStage: steps, stage });
+  learner.opts.observer = trace.attach(learner);
+  return trace;
+}
+
+/** Collects the GPU times and writes the Chrome trace-event JSON. */
+export async function writeTrace(trace: TraceRecorder | null, flags: { trace?: string }, status: StatusLine, meta: Record<string, unknown>) {
+  if (!trace || !flags.trace) return;
+  await trace.finish();
+  const file = resolve(flags.trace);
+  await writeFileAtomic(file, JSON.stringify(trace.toChromeTrace(meta)));
+  status.log(`trace: ${trace.steps.length} steps, ${trace.dispatches} dispatches (GPU time: ${trace.timing}) → ${file} (open it in https://ui.perfetto.dev or chrome://tracing)`);
 }

@@ -8,6 +8,7 @@ import { finetuneCommand } from './finetune.js';
 import { lrFindCommand } from './lrfind.js';
 import { evaluateCommand, predictCommand } from './predict.js';
 import { inspectCommand } from './inspect.js';
+import { registerExplain } from './explain.js';
 import { registerWeights } from './weights.js';
 
 export async function main(argv: string[]) {
@@ -44,6 +45,8 @@ export async function main(argv: string[]) {
     .option('--seed <n>', 'seed for split, shuffling, augmentation, new head (default 42)')
     .option('--resume <dir>', 'continue an interrupted run from its output folder')
     .option('--no-replay', 'run every step eagerly (no captured-step replay)')
+    .option('--trace <file>', 'write a Chrome trace (Perfetto, chrome://tracing): every kernel of the first training steps with layer, shapes, FLOPs, bytes, GPU time')
+    .option('--trace-steps <n|all>', 'steps traced per stage with --trace (default 3)')
     .option('--json', 'print one JSON summary on stdout')
     .action(finetuneCommand);
 
@@ -55,6 +58,8 @@ export async function main(argv: string[]) {
     .option('--batch <n>', 'batch size (default 32)')
     .option('--iterations <n>', 'iterations of the sweep (default 100)')
     .option('--unfrozen', 'sweep with every layer trainable')
+    .option('--trace <file>', 'write a Chrome trace of the first sweep steps (see finetune --trace)')
+    .option('--trace-steps <n|all>', 'steps traced with --trace (default 3)')
     .option('--val-split <f>', 'validation fraction held out (default 0.2)')
     .option('--seed <n>', 'seed (default 42)')
     .option('--json', 'print one JSON object')
@@ -76,6 +81,8 @@ export async function main(argv: string[]) {
     .option('--out <file>', 'also write the report as JSON')
     .option('--json', 'print one JSON object')
     .action(evaluateCommand);
+
+  registerExplain(program);
 
   program.command('inspect')
     .description('ops, shapes, parameters, layer groups and family of an ONNX model')

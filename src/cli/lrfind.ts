@@ -9,10 +9,11 @@ import { freeze } from '../nn/groups.js';
 import { Learner } from '../train/learner.js';
 import { lrFind } from '../train/lrfind.js';
 import { lrFindPlot } from '../train/plots.js';
+import { startTrace, writeTrace } from './finetune.js';
 import { writeFileAtomic } from '../data/node.js';
 import { demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, positiveInt, StatusLine, writeJson } from './session.js';
 
-export interface LrFindFlags { model?: string; data?: string; out?: string; batch?: string; seed?: string; valSplit?: string; iterations?: string; unfrozen?: boolean; json?: boolean }
+export interface LrFindFlags { model?: string; data?: string; out?: string; batch?: string; seed?: string; valSplit?: string; iterations?: string; unfrozen?: boolean; json?: boolean; trace?: string; traceSteps?: string }
 
 export async function lrFindCommand(flags: LrFindFlags) {
   const status = new StatusLine();
@@ -28,8 +29,10 @@ export async function lrFindCommand(flags: LrFindFlags) {
   if (!flags.unfrozen) freeze(model);
   const learner = new Learner(gpu, model, { numClasses: data.dataset.classes.length });
   const train = loaderSource(data.dataset, data.split.train, loaded.preprocessing, { batch: positiveInt('--batch', flags.batch, 32), train: true, seed });
+  const trace = startTrace(gpu, learner, flags, 'lr-find');
   const r = await lrFind(learner, train, { numIt: positiveInt('--iterations', flags.iterations, 100, 10) });
   const s = r.suggestions;
+  await writeTrace(trace, flags, status, { command: 'lr-find' });
   await writeFileAtomic(join(out, 'lr-find.svg'), lrFindPlot(r));
   await writeJson(join(out, 'lr-find.json'), r);
   status.log(`LR finder: ${r.iterations} iterations${flags.unfrozen ? '' : ' (base frozen, new head)'}; plot ${join(out, 'lr-find.svg')}`);

@@ -399,9 +399,10 @@ export class Gpu {
   /** GPU times of the dispatches timed since the last call. */
   async takeTimings(): Promise<KernelTime[]> {
     this.flush();
-    const all = await Promise.all(this.pendingTimes);
+    // NOTE: take the list before awaiting, or timings submitted meanwhile would be dropped.
+    const pending = this.pendingTimes;
     this.pendingTimes = [];
-    return all.flat();
+    return (await Promise.all(pending)).flat();
   }
 
   /** Throws the first GPU error reported since the last check. */

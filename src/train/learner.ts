@@ -25,6 +25,7 @@ import { freeze, freezeTo, groupParameters, unfreeze, type Grouped } from '../nn
 import { Optimizer, type OptimizerKind } from '../optim/optimizer.js';
 import { slice, spreadLr, type LrSpec } from '../optim/lr.js';
 import { constant, cosine, oneCycle, type Schedule } from '../optim/schedule.js';
+import type { StepObserver, StepPhase } from './trace.js';
 
 /** A labelled batch, NCHW float32 (already normalised). */
 export interface Batch { x: Float32Array; shape: readonly [number, number, number, number]; labels: Uint32Array }
@@ -82,6 +83,8 @@ export interface LearnerOptions {
   onProgress?: (p: Progress) => void;
   /** Called after every epoch (checkpointing, curves). Awaited. */
   onEpochEnd?: (r: EpochRecord, learner: Learner) => void | Promise<void>;
+  /** Sees every training step and its phases (a trace: train/trace.ts). */
+  observer?: StepObserver;
 }
 
 export interface EvalResult { loss: number; accuracy: number; n: number; confusion: number[][]; predictions: Uint32Array; labels: Uint32Array }
@@ -169,7 +172,9 @@ export class Learner {
     for (const [, m] of this.model.namedModules()) if (m instanceof Dropout) m.reseed(hashSeed(`${stage}/${epoch}/${k++}`));
     let lossSum = 0, correct = 0, n = 0, step = 0, size = 0;
     const steps = src.length;
+    let waitFrom = performance.now();
     for await (const b of src.batches(epoch)) {
+      this.opts.observer?.beginStep({ stage, epoch: epoch + 1, step: step + 1, waitMs: performance.now() - waitFrom });
       this.optimizer.applySchedule(schedule, (epoch + step / Math.max(1, steps)) / epochs, peak);
       const r = this.trainStep(b);
       const [l, c] = await Promise.all([r.loss.read(), r.correct.read()]);
@@ -178,6 +183,7 @@ export class Learner {
       lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++; size = b.shape[2];
       this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]!, images: n });
       if (this.stopRequested) break;
+      waitFrom = performance.now();
     }
     return { loss: lossSum / Math.max(1, n), acc: correct / Math.max(1, n), n, size };
   }
@@ -204,15 +210,16 @@ export class Learner {
 
   /** One optimisation step on a batch; returns loss and correct-count tensors (on the GPU). */
   trainStep(b: Batch): { loss: Tensor; correct: Tensor } {
-    const { x, y, key } = this.batchTensors(b);
+    const obs = this.opts.observer;
+    const phase = <T>(p: StepPhase, fn: () => T): T => (obs ? obs.phase(p, fn) : fn());
+    const { x, y, key } = phase('data', () => this.batchTensors(b));
     const run = () => {
-      const logits = this.model.call(ops.constant(x));
-      const { loss, correct } = ops.crossEntropy(logits, y, this.opts.labelSmoothing ?? 0);
-      backward(loss);
-      this.optimizer.step();
-      this.optimizer.zeroGrad();
+      const { loss, correct } = phase('forward', () => ops.crossEntropy(this.model.call(ops.constant(x)), y, this.opts.labelSmoothing ?? 0));
+      phase('backward', () => backward(loss));
+      phase('optimizer', () => { this.optimizer.step(); this.optimizer.zeroGrad(); });
       return { loss: loss.data, correct };
     };
+    // NOTE: a replay (below) runs outside the phases: the observer matches its dispatches to the captured step.
     if (this.opts.replay === false) return run();
     // NOTE: a capture binds the parameters' and optimizer state's buffers and bakes in which layers
     // are trainable and whether the model is in training mode: any change needs a new capture.

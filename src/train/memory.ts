@@ -41,8 +41,8 @@ export async function planBatch(learner: Learner, sample: readonly [number, numb
   const m1 = await trial(1), m2 = await trial(2);
   for (const [t, d] of buffers) t.write(d);
   const perImage = Math.max(1, m2 - m1), fixed = Math.max(0, m1 - perImage);
-  const trainable = model.parameters().filter((p) => p.trainable);
-  const optimizerBytes = trainable.filter((p) => !learner.optimizer.state.get(p.name)?.m).reduce((s, p) => s + 2 * 4 * p.size, 0);
+  // Optimizer state is keyed by the model's parameter names (which may differ from Parameter.name).
+  const optimizerBytes = model.namedParameters().filter(([n, p]) => p.trainable && !learner.optimizer.state.get(n)?.m).reduce((s, [, p]) => s + 2 * 4 * p.size, 0);
   const largest = Math.max(...[sample].map((s) => s.reduce((a, b) => a * b, 1) * 4));
   const maxByBuffer = Math.floor(Number(gpu.limits.maxBufferSize) / Math.max(1, largest * 64));   // activations ≲ 64× the input
   let b = Math.floor((o.budgetBytes - fixed - optimizerBytes) / perImage);

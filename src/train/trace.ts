@@ -24,7 +24,9 @@
 // time. A replayed dispatch is not timed by the adapter: it shows its captured twin's time, marked
 // `estimated`. Without timestamps every kernel is drawn 1 µs long and `gpuMs` is null.
 //
-// NOTE: the Learner reports steps and phases through `StepObserver` (LearnerOptions.observer);
+// Use: `const trace = new TraceRecorder(gpu, { stepsPerStage: 3 }); learner.opts.observer =
+// trace.attach(learner);` … train … `await trace.finish(); JSON.stringify(trace.toChromeTrace())`.
+// The Learner reports steps and phases through `StepObserver` (LearnerOptions.observer);
 // `tracedTrainStep` runs one step the same way for `wgtrain explain` and the tests.
 
 import type { DispatchInfo, Gpu } from '../gpu/device.js';
@@ -145,6 +147,9 @@ interface KernelRec extends TracedKernel {
   twin: KernelRec | null;
 }
 
+type LivePhase = TracedPhase & { kernels: KernelRec[] };
+type LiveStep = Omit<TracedStep, 'phases'> & { phases: LivePhase[] };
+
 interface OptSlot { name: string; layer: string; group: number; lr: number; shape: number[]; bytesLeft: number }
 
 /** Layer name of a parameter: its state_dict name without the trailing weight/bias. */
@@ -157,12 +162,13 @@ export class TraceRecorder implements StepObserver {
   /** How GPU times were obtained: 'gpu-timestamp', or why not. */
   timing: 'gpu-timestamp' | 'not available' | 'off' | 'mismatch' = 'off';
 
-  private readonly gpu: Gpu;
+  /** The model and optimizer whose steps are traced (`attach`). */
+  target: TraceTarget | null = null;
   private readonly prevOnDispatch: ((d: DispatchInfo) => void) | null;
-  private cur: (TracedStep & { phases: (TracedPhase & { kernels: KernelRec[] })[] }) | null = null;
+  private cur: LiveStep | null = null;
   private stepOpen = false;
   private fresh = false;
-  private curPhase: (TracedPhase & { kernels: KernelRec[] }) | null = null;
+  private curPhase: LivePhase | null = null;
   private ops: OpRec[] = [];
   private pendingFwd: KernelRec[] = [];
   private lastLayer = '(input)';
@@ -172,9 +178,10 @@ export class TraceRecorder implements StepObserver {
   private optQueue: OptSlot[] = [];
   private captureOf: KernelRec[] = [];
   private capture: KernelRec[] | null = null;
+  /** The step that captured `capture` (its input shape and frozen layers hold for its replays). */
+  private captureStep: LiveStep | null = null;
   private replayIndex = 0;
   private paramNames = new Map<Parameter, string>();
-  private paramGroup = new Map<Parameter, number>();
   private readonly perStage = new Map<string, number>();
   /** Every dispatch seen while we had timing on, in order: its record (null: not part of a traced step). */
   private timed: { rec: KernelRec | null; name: string; replayed: boolean }[] = [];
@@ -182,12 +189,18 @@ export class TraceRecorder implements StepObserver {
   private everTimed = false;
   private finished = false;
 
-  constructor(readonly target: TraceTarget, readonly opts: TraceOptions = {}) {
-    this.gpu = target.gpu;
+  constructor(readonly gpu: Gpu, readonly opts: TraceOptions = {}) {
     this.prevOnDispatch = this.gpu.onDispatch;
     this.gpu.onDispatch = (d) => { this.prevOnDispatch?.(d); this.onDispatch(d); };
     if (opts.timing === false) this.timing = 'off';
     else this.timing = this.gpu.hasTimestamps ? 'gpu-timestamp' : 'not available';
+  }
+
+  /** Traces the steps of this model and optimizer (a Learner) from now on; returns this. */
+  attach(target: TraceTarget): this {
+    if (target.gpu !== this.gpu) throw new Error('TraceRecorder.attach: the model lives on another device');
+    this.target = target;
+    return this;
   }
 
   // ---- the observer interface ---------------------------------------------------------------
@@ -200,12 +213,13 @@ export class TraceRecorder implements StepObserver {
     this.stepOpen = true;
     this.fresh = true;
     const record = n <= (this.opts.stepsPerStage ?? Infinity) && !this.finished;
+    const target = this.target;
+    if (record && !target) throw new Error('TraceRecorder: attach(learner) before tracing steps');
     this.setTiming(record);
     if (!record) return;
     // Names and groups of parameters (re-read every step: a new head or re-grouping changes them).
-    const named = this.target.model.namedParameters();
+    const named = target!.model.namedParameters();
     this.paramNames = new Map(named.map(([n, p]) => [p, n]));
-    this.paramGroup = new Map(this.target.optimizer.groups.flatMap((g, i) => g.params.map(([, p]) => [p, i] as const)));
     const params = named.map(([, p]) => p);
     const trainable = params.filter((p) => p.trainable).reduce((s, p) => s + p.size, 0);
     this.cur = {
@@ -223,7 +237,7 @@ export class TraceRecorder implements StepObserver {
     this.fresh = false;
     const step = this.cur;
     if (!step) return fn();
-    const rec: TracedPhase & { kernels: KernelRec[] } = { phase, wallMs: 0, kernels: [] };
+    const rec: LivePhase = { phase, wallMs: 0, kernels: [] };
     step.phases.push(rec);
     this.curPhase = rec;
     const t0 = performance.now();
@@ -320,7 +334,7 @@ export class TraceRecorder implements StepObserver {
           slot.bytesLeft -= d.bindingBytes[0] ?? slot.bytesLeft;
           if (slot.bytesLeft <= 0) this.optQueue.shift();
         } else k.layer = '(optimizer)';
-        k.op = this.target.optimizer.kind === 'sgd' ? 'sgd' : 'adam';
+        k.op = this.target!.optimizer.kind === 'sgd' ? 'sgd' : 'adam';
         break;
       }
       default: phase satisfies never;
@@ -345,7 +359,7 @@ export class TraceRecorder implements StepObserver {
       bytes: twin.bytes, needs: twin.needs, group: twin.group, opRef: twin.opRef, twin,
     });
     // The optimizer's LR changes every step; the replay rewrote it into the same dispatch.
-    if (twin.group !== undefined) k.lr = this.target.optimizer.groups[twin.group]?.lr;
+    if (twin.group !== undefined) k.lr = this.target!.optimizer.groups[twin.group]?.lr;
     return k;
   }
 
@@ -396,7 +410,7 @@ export class TraceRecorder implements StepObserver {
   }
 
   private optimizerSlots(): OptSlot[] {
-    return this.target.optimizer.groups.flatMap((g, gi) => g.params
+    return this.target!.optimizer.groups.flatMap((g, gi) => g.params
       .filter(([, p]) => p.trainable && p.grad)
       .map(([name, p]) => ({ name, layer: layerOfParam(name), group: gi, lr: g.lr, shape: [...p.shape], bytesLeft: p.size * 4 })));
   }
@@ -404,7 +418,11 @@ export class TraceRecorder implements StepObserver {
   private closeStep() {
     const step = this.cur;
     if (step) {
-      if (this.captureOf.length) this.capture = this.captureOf;
+      if (this.captureOf.length) { this.capture = this.captureOf; this.captureStep = step; }
+      if (step.replayed && this.captureStep && this.captureStep !== step) {
+        step.input ??= this.captureStep.input;
+        if (!step.frozen.length) step.frozen = this.captureStep.frozen;
+      }
       // FLOPs of a pass are split evenly among the dispatches that computed it (stride phases, batch chunks).
       const byPass = new Map<string, KernelRec[]>();
       for (const p of step.phases) {
@@ -451,6 +469,9 @@ export class TraceRecorder implements StepObserver {
   }
 
   // ---- output ----------------------------------------------------------------------------------
+
+  /** Dispatches recorded so far (all steps). */
+  get dispatches(): number { return this.steps.reduce((a, s) => a + s.phases.reduce((b, p) => b + p.kernels.length, 0), 0); }
 
   /** The trace as Chrome trace-event JSON (an object; JSON.stringify it to write the file). */
   toChromeTrace(meta: Record<string, unknown> = {}): ChromeTrace {
@@ -510,6 +531,7 @@ export interface TraceEvent {
 export interface ChromeTrace { traceEvents: TraceEvent[]; displayTimeUnit: 'ms'; otherData: Record<string, unknown> }
 
 const PID = 1, TID = 1;
+const DEPTH: Record<string, number> = { stage: 0, step: 1, phase: 2, kernel: 3, frozen: 4 };
 /** Duration drawn for a kernel without a GPU time (ns). */
 const UNTIMED_NS = 1000;
 
@@ -527,8 +549,9 @@ export function chromeTrace(steps: readonly TracedStep[], meta: Record<string, u
   const slice = (name: string, cat: string, t0: number, t1: number, args: Record<string, unknown>) =>
     ev.push({ name, cat, ph: 'X', ts: us(t0), dur: us(t1 - t0), pid: PID, tid: TID, args });
   let clock = 0;
-  let stageStart = 0;
+  let stageStart = 0, stageSteps = 0;
   steps.forEach((s, i) => {
+    stageSteps++;
     const t0 = clock;
     for (const p of s.phases) {
       const p0 = clock;
@@ -536,12 +559,16 @@ export function chromeTrace(steps: readonly TracedStep[], meta: Record<string, u
       // Frozen layers are marked where their backward would have run (the backward walks layers in reverse).
       const marks = p.phase === 'backward' ? [...s.frozen].reverse() : [];
       for (const k of p.kernels) {
-        const dur = k.gpuMs === null ? UNTIMED_NS : Math.round(k.gpuMs * 1e6);
+        // NOTE: at least 1 ns, so that no two siblings start at the same instant (timestamps are
+        // quantised: many short kernels read 0 ms).
+        const dur = k.gpuMs === null ? UNTIMED_NS : Math.max(1, Math.round(k.gpuMs * 1e6));
         slice(k.name, 'kernel', clock, clock + dur, kernelArgs(k));
         clock += dur;
       }
       for (const m of marks) {
+        // 1 ns apart, after the last kernel and before the phase ends: inside the backward, in no kernel.
         ev.push({ name: `frozen: ${m.layer}`, cat: 'frozen', ph: 'i', s: 't', ts: us(clock), pid: PID, tid: TID, args: { ...m } });
+        clock += 1;
       }
       if (p.phase !== 'data' && p.kernels.length === 0) clock += Math.round(p.wallMs * 1e6);
       slice(p.phase, 'phase', p0, clock, { kernels: p.kernels.length, wallMs: round3(p.wallMs), ...(p.phase === 'data' ? { waitMs: round3(s.waitMs) } : {}) });
@@ -553,12 +580,13 @@ export function chromeTrace(steps: readonly TracedStep[], meta: Record<string, u
     });
     const next = steps[i + 1];
     if (!next || next.stage !== s.stage) {
-      slice(s.stage, 'stage', stageStart, clock, { steps: steps.filter((x) => x.stage === s.stage).length });
-      stageStart = clock;
+      slice(s.stage, 'stage', stageStart, clock, { steps: stageSteps });
+      stageStart = clock; stageSteps = 0;
     }
   });
-  // Parents before children at equal timestamps (longer first), as viewers expect.
-  ev.sort((a, b) => (a.ph === 'M' ? -1 : b.ph === 'M' ? 1 : a.ts - b.ts || (b.dur ?? 0) - (a.dur ?? 0)));
+  // By time; at equal times parents before children (a phase with one kernel spans exactly it).
+  const depth = (e: TraceEvent) => (e.ph === 'M' ? -1 : DEPTH[e.cat ?? ''] ?? 5);
+  ev.sort((a, b) => depth(a) < 0 || depth(b) < 0 ? depth(a) - depth(b) : a.ts - b.ts || depth(a) - depth(b));
   return { traceEvents: ev, displayTimeUnit: 'ms', otherData: { producer: 'wgtrain', layout: 'kernels end to end on their GPU time', ...meta } };
 }
 
