@@ -10,6 +10,7 @@ import { evaluateCommand, predictCommand } from './predict.js';
 import { inspectCommand } from './inspect.js';
 import { registerExplain } from './explain.js';
 import { registerWeights } from './weights.js';
+import { registerBench } from './bench.js';
 
 export async function main(argv: string[]) {
   const program = new Command();
@@ -91,6 +92,7 @@ export async function main(argv: string[]) {
     .action((path: string, flags) => inspectCommand(path, flags));
 
   registerWeights(program);
+  registerBench(program);
 
   try {
     await program.parseAsync(argv);
