@@ -15,6 +15,7 @@ import { Module } from '../nn/module.js';
 import { freeze, unfreeze, type Grouped } from '../nn/groups.js';
 import { resnet34 } from '../nn/models/resnet34.js';
 import { vgg16 } from '../nn/models/vgg16.js';
+import type { TraceRecorder } from '../train/trace.js';
 import { Learner, type Batch } from '../train/learner.js';
 import { Rng } from '../util/rng.js';
 import type { E2eResult } from './types.js';
@@ -59,6 +60,8 @@ export interface E2eOptions {
   /** Timed steps (after `warmup` untimed ones: the first captures the step and compiles pipelines). */
   steps: number;
   warmup: number;
+  /** `bench --trace`: records the dispatches of the first steps of each configuration. */
+  trace?: TraceRecorder;
 }
 
 /**
@@ -73,6 +76,7 @@ export async function measureE2e(gpu: Gpu, c: E2eCase, o: E2eOptions, model?: Mo
   const net = model ?? build(gpu, c);
   if (c.frozen) freeze(net); else unfreeze(net);
   const learner = new Learner(gpu, net, { numClasses: c.classes, replay: true });
+  if (o.trace) learner.opts.observer = o.trace.attach(learner);
   try {
     const rng = new Rng(3);
     const batch: Batch = {
@@ -84,6 +88,7 @@ export async function measureE2e(gpu: Gpu, c: E2eCase, o: E2eOptions, model?: Mo
     // weights, and whatever earlier cases still hold), so it reports this configuration's peak.
     gpu.pool.stats.peak = gpu.pool.stats.inUse;
     const step = async () => {
+      o.trace?.beginStep({ stage: e2eId(c) });
       const r = learner.trainStep(batch);
       // As Learner.fit does: read the loss and the correct count every step.
       const [loss] = await Promise.all([r.loss.read(), r.correct.read()]);

@@ -12,6 +12,7 @@
 
 import type { Gpu } from '../gpu/device.js';
 import { VERSION } from '../version.js';
+import type { TraceRecorder } from '../train/trace.js';
 import { measureE2eAll, e2eId, type E2eCase } from './e2e.js';
 import { measureRoofline, raiseRoofline, roofPercent } from './roofline.js';
 import { kernelCases, suiteConfig, type SuiteConfig } from './suite.js';
@@ -33,6 +34,8 @@ export interface BenchOptions {
   e2eCases?: E2eCase[];
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /** `bench --trace`: traces the end-to-end steps. */
+  trace?: TraceRecorder;
 }
 
 const NOT_VALIDATED: Validation = { ok: false, err: Infinity, tol: 0, what: 'not validated' };
@@ -114,7 +117,7 @@ export async function runBench(gpu: Gpu, o: BenchOptions = {}): Promise<BenchRep
   let e2e: E2eResult[] = [];
   if (o.e2e !== false) {
     const ecs = (o.e2eCases ?? cfg.e2e).filter((c) => keep(e2eId(c)));
-    e2e = await measureE2eAll(gpu, ecs, { steps: cfg.e2eSteps, warmup: cfg.e2eWarmup }, (r) => {
+    e2e = await measureE2eAll(gpu, ecs, { steps: cfg.e2eSteps, warmup: cfg.e2eWarmup, trace: o.trace }, (r) => {
       log(`${r.id}: ${r.error ? `error: ${r.error}` : `${r.msPerStep!.toFixed(0)} ms/step, ${r.imgPerSec!.toFixed(1)} img/s, peak ${r.peakMiB!.toFixed(0)} MiB`}`);
     });
   }

@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { getGpu } from '../gpu/device.js';
 import { runBench } from '../bench/run.js';
+import { TraceRecorder } from '../train/trace.js';
 import { compareReports, formatComparison, formatReport, parseReport, toJson } from '../bench/report.js';
 import { reportHtml } from '../bench/html.js';
 import type { BenchReport, TimingMethod } from '../bench/types.js';
@@ -24,6 +25,7 @@ export interface BenchCliOptions {
   batch?: string;
   e2e?: boolean;
   timing?: string;
+  trace?: string;
 }
 
 export function registerBench(program: Command) {
@@ -36,6 +38,7 @@ export function registerBench(program: Command) {
     .option('--compare <file>', 'print speedups against an earlier --json report')
     .option('--batch <n>', 'batch size of the end-to-end training steps')
     .option('--no-e2e', 'skip the end-to-end training steps')
+    .option('--trace <file>', 'write a Chrome trace of the end-to-end training steps (open in Perfetto)')
     .option('--timing <method>', 'gpu-timestamp (default where the adapter has it) or queue-drain')
     .action(async (opts: BenchCliOptions) => { await benchCommand(opts); });
 }
@@ -63,10 +66,16 @@ export async function benchCommand(opts: BenchCliOptions): Promise<BenchReport> 
   }
 
   const gpu = await getGpu();
+  const trace = opts.trace ? new TraceRecorder(gpu, { stepsPerStage: 2 }) : undefined;
   const report = await runBench(gpu, {
-    quick: opts.quick ?? false, filter, batch, timing, e2e: opts.e2e !== false,
+    quick: opts.quick ?? false, filter, batch, timing, e2e: opts.e2e !== false, trace,
     log: (line) => process.stderr.write(`${line}\n`),
   });
+  if (trace && opts.trace) {
+    await trace.finish();
+    writeFileSync(opts.trace, JSON.stringify(trace.toChromeTrace({ command: 'bench' })));
+    process.stderr.write(`trace: ${opts.trace} (${trace.dispatches} dispatches)\n`);
+  }
 
   const text = formatReport(report) + (before ? `\n\n${formatComparison(compareReports(report, before), opts.compare!)}` : '');
   const jsonToStdout = opts.json === '-';
