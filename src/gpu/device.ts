@@ -461,7 +461,9 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
   }
   const requiredFeatures = (['timestamp-query', 'subgroups', 'shader-f16'] as const).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: requiredFeatures as GPUFeatureName[] });
-  const g = new Gpu(device, adapter, keepAlive);
+  // NOTE: in Chromium the device is lost ("A valid external Instance reference no longer exists")
+  // once its GPUAdapter is garbage-collected: keep the adapter alive as long as the Gpu.
+  const g = new Gpu(device, adapter, keepAlive ?? adapter);
   if (opts.timing) g.setTiming(true);
   return g;
 }

@@ -606,8 +606,11 @@ const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
  * fraction of useful work is (rows / rows rounded up)·(cols / cols rounded up); v2 is ~20× v1 per
  * useful multiply-add on lavapipe, so below 1/16 (depthwise: 1/256) the naive kernel wins.
  */
-export function pickVersion(g: ConvGeometry, pass: 'fwd' | 'dx' | 'dw', opts: Pick<Conv2dOptions, 'version'> = {}): 1 | 2 {
+export function pickVersion(g: ConvGeometry, pass: 'fwd' | 'dx' | 'dw', opts: Pick<Conv2dOptions, 'version'> = {}, adapter = ''): 1 | 2 {
   if (opts.version) return opts.version;
+  // NOTE: SwiftShader (Chromium's software WebGPU) takes minutes to compile the tiled v2 shaders and
+  // then loses the device; its v1 kernels compile at once. Measured in test/web (issue 8).
+  if (/swiftshader/i.test(adapter)) return 1;
   const [rows, rowBlock, cols, colBlock] =
     pass === 'fwd' ? [g.Cg, 8, g.Kg, 8 * TILE_FWD.tk] : pass === 'dx' ? [g.Kg, 8, g.Cg, 8 * TILE_DX.tk] : [g.Kg, TILE_DW.ta, g.Cg, TILE_DW.tb];
   const useful = (rows / roundUp(rows, rowBlock)) * (cols / roundUp(cols, colBlock));
@@ -622,7 +625,7 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2d
   const gpu = x.gpu;
   const y = Tensor.empty(gpu, [g.N, g.K, g.P, g.Q]);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const v2 = pickVersion(g, 'fwd', opts) === 2;
+  const v2 = pickVersion(g, 'fwd', opts, x.gpu.adapterName) === 2;
   const packed = v2 ? packWeights(w, g, false) : null;
   const share = shareMode(gpu, opts);
   for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg])) {
@@ -651,7 +654,7 @@ export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: 
   const gpu = dY.gpu;
   const dX = Tensor.empty(gpu, [g.N, g.C, g.H, g.W]);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const v2 = pickVersion(g, 'dx', opts) === 2;
+  const v2 = pickVersion(g, 'dx', opts, dY.gpu.adapterName) === 2;
   const packed = v2 ? packWeights(w, g, true) : null;
   const share = shareMode(gpu, opts);
   for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg])) {
@@ -686,7 +689,7 @@ export function conv2dBackwardWeight(x: Tensor, dY: Tensor, wShape: Shape, opts:
   checkSmall('weight gradient', dW);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
   const chunks = batchChunks(gpu, opts, g.N, [xImg, yImg]);
-  if (pickVersion(g, 'dw', opts) === 1) {
+  if (pickVersion(g, 'dw', opts, dY.gpu.adapterName) === 1) {
     chunks.forEach(({ n0, n }, i) => {
       const xw = windowOf(x, n0 * xImg, n * xImg), yw = windowOf(dY, n0 * yImg, n * yImg);
       gpu.run(dwV1Kernel, [xw.bind, yw.bind, dW.buffer], uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: dW.size, e0: i > 0 ? 1 : 0 }),
