@@ -33,7 +33,7 @@ it('README example: import the demo model, cut, fine-tune briefly on the demo da
     return { get length() { return l.length; }, batches: (e: number) => l.batches(e) };
   };
   const learner = new train.Learner(gpu, model, { numClasses: 5 });
-  await learner.fineTune(1, loader(sub(split.train, 32), true), loader(sub(split.val, 12), false), { baseLr: 1e-2, freezeEpochs: 1 });
+  await learner.fineTune(2, loader(sub(split.train, 64), true), loader(sub(split.val, 20), false), { baseLr: 1e-2, freezeEpochs: 1 });
   const last = learner.history.at(-1)!;
   expect(last.stage).toBe('unfrozen');
   expect(last.lrs).toHaveLength(3);
