@@ -129,6 +129,24 @@ describe('finetune', () => {
     expect(oneLine(again.err)[0]).toMatch(/already finished/);
   }, 300_000);
 
+  it('a resume may change --batch: the schedule continues by fraction of training', async () => {
+    const out = join(tmp, 'run2b');
+    const child = spawn('node', [bin, 'finetune', '--data', small, '--out', out, '--epochs', '2', '--freeze-epochs', '1', '--lr', '1e-2', '--batch', '8'], { stdio: 'ignore' });
+    await new Promise<void>((res) => {
+      const timer = setInterval(() => { if (existsSync(join(out, 'checkpoint.safetensors'))) { child.kill('SIGINT'); clearInterval(timer); } }, 50);
+      child.on('exit', () => { clearInterval(timer); res(); });
+    });
+    const r = run('finetune', '--resume', out, '--batch', '16', '--json');
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.history.map((h: { stage: string; epoch: number }) => `${h.stage}${h.epoch}`)).toEqual(['head1', 'unfrozen1', 'unfrozen2']);
+    // The last epoch is the end of the one-cycle schedule whatever the batch: far below the peak 5e-3,
+    // with the discriminative ratio between groups kept.
+    const lrs = s.history.at(-1).lrs as number[];
+    expect(lrs.at(-1)!).toBeLessThan(5e-3 / 20);
+    expect(lrs.at(-1)! / lrs[0]!).toBeCloseTo(100, 6);
+  }, 300_000);
+
   it('a kill (SIGKILL) at any moment never leaves a corrupt checkpoint under the final name', async () => {
     const out = join(tmp, 'kill');
     const delays = [2500, 3500, 4500, 5500, 6500];
