@@ -29,12 +29,12 @@ import { BrowserDecoder, openBrowserFolder, type RelativeFile } from '../src/dat
 import { ImageCache } from '../src/data/cache.js';
 import { DataError } from '../src/data/errors.js';
 import type { ImageFolder, LabeledItem } from '../src/data/folder.js';
-import { DataLoader, type Batch as LoaderBatch } from '../src/data/loader.js';
 import { checkPreprocessing, defaultPreprocessing, type Preprocessing } from '../src/data/preprocessing.js';
 import { resolveSplit, serializeManifest, stratifiedSplit, type Split, type SplitManifest } from '../src/data/split.js';
-import { DEFAULT_TRAIN_AUGMENT, transformImage, type TrainAugment } from '../src/data/transforms.js';
+import { transformImage, type TrainAugment } from '../src/data/transforms.js';
 // NOTE: type-only: the CLI module itself imports Node's fs and sharp, which a browser never loads.
 import type { RunPlan } from '../src/cli/finetune.js';
+import { loaderSource, progressiveSource } from '../src/train/sources.js';
 import type { DataInfo, Event, LrFindInfo, ModelInfo, Prediction, RunSettings, RunState, SavedRunInfo, SplitInfo } from './protocol.js';
 import { avoidTiledConv } from './adapter.js';
 import { hasIndexedDb, store, type SavedData, type SavedModel } from './store.js';
@@ -75,22 +75,6 @@ class Gate {
   close() { this.closed = true; }
   open() { this.closed = false; for (const w of this.waiting.splice(0)) w(); }
   wait(): Promise<void> { return this.closed ? new Promise((r) => this.waiting.push(r)) : Promise.resolve(); }
-}
-
-/** A Learner batch source over a DataLoader (as the CLI's loaderSource). */
-function loaderSource(dataset: ImageFolder, items: readonly LabeledItem[], p: Preprocessing, o: { batch: number; train: boolean; seed: number; augment?: Partial<TrainAugment> | null; cache: ImageCache }): BatchSource {
-  const loader = new DataLoader(dataset, items, {
-    batchSize: o.batch, preprocessing: p, shuffle: o.train,
-    transform: o.train ? { kind: 'train', augment: { ...DEFAULT_TRAIN_AUGMENT, ...(o.augment ?? {}) } } : 'eval',
-    dropLast: o.train && items.length > o.batch, seed: o.seed, cache: o.cache,
-  });
-  return { get length() { return loader.length; }, batches: (epoch: number) => loader.batches(epoch) as AsyncIterable<LoaderBatch> };
-}
-
-/** Progressive resizing, as the CLI: epoch e of `epochs` uses sizes[floor(e·k/epochs)]. */
-function progressiveSource(sources: BatchSource[], epochs: number): BatchSource {
-  const pick = (e: number) => sources[Math.min(sources.length - 1, Math.floor((e * sources.length) / Math.max(1, epochs)))]!;
-  return { get length() { return sources[0]!.length; }, batches: (epoch: number) => pick(epoch).batches(epoch) };
 }
 
 function gated(src: BatchSource, gate: Gate): BatchSource {

@@ -19,14 +19,14 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { getGpu, type Gpu } from '../gpu/device.js';
 import { freezeTo, groupParameters } from '../nn/groups.js';
-import { parseLr, slice, spreadLr } from '../optim/lr.js';
+import { slice, spreadLr } from '../optim/lr.js';
 import { Learner } from '../train/learner.js';
 import { planBatch, type BatchPlan } from '../train/memory.js';
 import {
   kernelCounts, layerKernels, layerOfParam, STEP_PHASES, TraceRecorder, tracedTrainStep, type StepPhase, type TracedStep,
 } from '../train/trace.js';
 import { Rng } from '../util/rng.js';
-import { demoDataPath, demoModelPath, loadOnnx, parseSizes, positiveInt } from './session.js';
+import { demoDataPath, demoModelPath, loadOnnx, parseSizes, positiveInt, resolveRecipe } from './session.js';
 import { UserError } from './errors.js';
 
 export interface ExplainFlags {
@@ -108,19 +108,7 @@ export function registerExplain(program: Command) {
 
 /** Resolves flags exactly as `finetune` does (demo recipe when neither --model nor --data is given). */
 export function explainOptions(flags: ExplainFlags): ExplainOptions {
-  const isDemo = !flags.model && !flags.data;
-  let baseLr = isDemo ? 1e-2 : 2e-3, lrMult = 100;
-  if (flags.lr) {
-    let lr;
-    try { lr = parseLr(flags.lr); } catch (e) { throw new UserError((e as Error).message); }
-    if (typeof lr === 'number') baseLr = lr;
-    else if (Array.isArray(lr)) throw new UserError('--lr takes a number or a range A:B');
-    else {
-      const r = lr as { min?: number; max: number };
-      baseLr = 2 * r.max;
-      lrMult = r.min !== undefined ? r.max / r.min : 10;
-    }
-  }
+  const r = resolveRecipe(flags);
   let classes: number;
   if (flags.classes !== undefined) classes = positiveInt('--classes', flags.classes, 2, 2);
   else classes = classFolders(resolve(flags.data ?? demoDataPath()), flags.data ? '--data' : 'the demo data').length;
@@ -128,13 +116,9 @@ export function explainOptions(flags: ExplainFlags): ExplainOptions {
   const sizes = flags.size === undefined ? undefined : parseSizes(flags.size, 0);
   return {
     model: flags.model ?? demoModelPath(), classes, size: sizes?.at(-1),
-    batch: flags.batch === undefined ? 32 : flags.batch === 'auto' ? 'auto' : positiveInt('--batch', flags.batch, 32),
-    epochs: positiveInt('--epochs', flags.epochs, isDemo ? 6 : 3, 0),
-    freezeEpochs: positiveInt('--freeze-epochs', flags.freezeEpochs, isDemo ? 2 : 1, 0),
-    baseLr, lrMult,
-    unfreeze: flags.unfreeze === undefined || flags.unfreeze === 'all' ? 'all' : positiveInt('--unfreeze', flags.unfreeze, 1),
+    batch: r.batch, epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr: r.baseLr, lrMult: r.lrMult, unfreeze: r.unfreeze,
     budgetBytes: positiveInt('--memory-budget', flags.memoryBudget, 2048) * 2 ** 20,
-    seed: positiveInt('--seed', flags.seed, 42, 0),
+    seed: r.seed,
     traceBatch: positiveInt('--trace-batch', flags.traceBatch, 1),
   };
 }

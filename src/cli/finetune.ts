@@ -24,14 +24,13 @@ import sharp from 'sharp';
 import { planBatch } from '../train/memory.js';
 import { TraceRecorder } from '../train/trace.js';
 import { exportOnnx } from '../onnx/export.js';
-import { parseLr } from '../optim/lr.js';
 import type { OnnxModule } from '../onnx/import.js';
 import { writeFileAtomic } from '../data/node.js';
 import type { Preprocessing } from '../data/preprocessing.js';
 import type { TrainAugment } from '../data/transforms.js';
 import {
   bar, demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, parseSizes, positiveInt,
-  progressiveSource, StatusLine, writeJson,
+  progressiveSource, resolveRecipe, StatusLine, writeJson,
 } from './session.js';
 import { UserError } from './errors.js';
 
@@ -80,33 +79,14 @@ export async function finetuneCommand(flags: FinetuneFlags) {
     if (resumeMeta.progress.done) throw new UserError(`--resume ${flags.resume}: that run already finished (${resumeMeta.history.length} epochs); start a new one with --out`);
   }
   const prev = resumeMeta?.plan as RunPlan | undefined;
-  const isDemo = !flags.model && !flags.data && !prev;
+  const { isDemo, epochs, freezeEpochs, baseLr, lrMult, seed, unfreeze, batch: batchFlag } = resolveRecipe(flags, prev);
   const modelPath = flags.model ?? prev?.model ?? demoModelPath();
   const dataDir = resolve(flags.data ?? prev?.data ?? demoDataPath());
   const out = resolve(flags.out ?? prev?.out ?? 'wgtrain-out');
   mkdirSync(out, { recursive: true });
   const mode = (flags.mode ?? prev?.mode ?? 'finetune') as RunPlan['mode'];
   if (mode !== 'finetune' && mode !== 'features') throw new UserError(`--mode must be finetune or features, got '${flags.mode}'`);
-  // The demo's recipe (a small from-scratch model likes a larger LR than fastai's 2e-3 default).
-  const epochs = positiveInt('--epochs', flags.epochs, prev?.epochs ?? (isDemo ? 8 : 3), 0);
-  const freezeEpochs = positiveInt('--freeze-epochs', flags.freezeEpochs, prev?.freezeEpochs ?? (isDemo ? 2 : 1), 0);
-  let baseLr = prev?.baseLr ?? (isDemo ? 1e-2 : 2e-3), lrMult = prev?.lrMult ?? 100;
-  if (flags.lr) {
-    let lr;
-    try { lr = parseLr(flags.lr); } catch (e) { throw new UserError((e as Error).message); }
-    // --lr X is fastai's base_lr; --lr A:B is the unfrozen stage's range (head stage at 2B).
-    if (typeof lr === 'number') baseLr = lr;
-    else if (Array.isArray(lr)) throw new UserError('--lr takes a number or a range A:B');
-    else {
-      const r = lr as { min?: number; max: number };
-      baseLr = 2 * r.max;
-      lrMult = r.min !== undefined ? r.max / r.min : 10;
-    }
-  }
-  const seed = positiveInt('--seed', flags.seed, prev?.seed ?? 42, 0);
   const valSplit = fraction('--val-split', flags.valSplit, prev?.valSplit ?? 0.2);
-  const unfreeze: 'all' | number = flags.unfreeze === undefined ? (prev?.unfreeze ?? 'all') : flags.unfreeze === 'all' ? 'all' : positiveInt('--unfreeze', flags.unfreeze, 1);
-  const batchFlag: number | 'auto' = flags.batch === undefined ? (prev?.batch ?? 32) : flags.batch === 'auto' ? 'auto' : positiveInt('--batch', flags.batch, 32);
   const budget = positiveInt('--memory-budget', flags.memoryBudget, 2048) * 2 ** 20;
 
   const gpu = await getGpu();

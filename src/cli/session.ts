@@ -9,13 +9,12 @@ import type { Gpu } from '../gpu/device.js';
 import { readModel } from '../onnx/reader.js';
 import { importModel, type OnnxModule } from '../onnx/import.js';
 import { checkPreprocessing, defaultPreprocessing, type Preprocessing } from '../data/preprocessing.js';
-import { DataLoader, type Batch as LoaderBatch } from '../data/loader.js';
 import { openImageFolder, loadSplitManifest, saveSplitManifest, writeFileAtomic } from '../data/node.js';
 import { resolveSplit, stratifiedSplit, type Split } from '../data/split.js';
-import type { ImageFolder, LabeledItem } from '../data/folder.js';
-import type { BatchSource } from '../train/learner.js';
-import { DEFAULT_TRAIN_AUGMENT, type TrainAugment } from '../data/transforms.js';
+import type { ImageFolder } from '../data/folder.js';
+import type { TrainAugment } from '../data/transforms.js';
 import { UserError } from './errors.js';
+import { parseLr } from '../optim/lr.js';
 
 /** The repository/package root (two levels above dist/ or src/cli/). */
 export function packageRoot(): string {
@@ -93,26 +92,49 @@ export async function openData(dataDir: string, out: string, o: { valSplit: numb
   return { dataset, split, manifestPath };
 }
 
-/** A Learner batch source over a DataLoader. */
-export function loaderSource(dataset: ImageFolder, items: readonly LabeledItem[], p: Preprocessing, o: { batch: number; train: boolean; seed: number; augment?: Partial<TrainAugment> | null }): BatchSource & { loader: DataLoader } {
-  const loader = new DataLoader(dataset, items, {
-    batchSize: o.batch, preprocessing: p, shuffle: o.train,
-    transform: o.train ? { kind: 'train', augment: { ...DEFAULT_TRAIN_AUGMENT, ...(o.augment ?? {}) } } : 'eval',
-    dropLast: o.train && items.length > o.batch, seed: o.seed,
-  });
-  return {
-    loader,
-    get length() { return loader.length; },
-    batches: (epoch: number) => loader.batches(epoch) as AsyncIterable<LoaderBatch>,
-  };
+export { loaderSource, progressiveSource } from '../train/sources.js';
+
+/** The training recipe flags `finetune` and `explain` share. */
+export interface RecipeFlags {
+  model?: string; data?: string; epochs?: string; freezeEpochs?: string; lr?: string;
+  unfreeze?: string; batch?: string; seed?: string;
 }
 
-/** Progressive resizing: epoch e of `epochs` uses sizes[floor(e·k/epochs)]. */
-export function progressiveSource(sources: BatchSource[], epochs: number): BatchSource {
-  const pick = (e: number) => sources[Math.min(sources.length - 1, Math.floor((e * sources.length) / Math.max(1, epochs)))]!;
+export interface Recipe {
+  /** No --model and no --data (and not a resume): the demo's recipe applies. */
+  isDemo: boolean;
+  epochs: number; freezeEpochs: number;
+  /** fastai base_lr and lr_mult: head stage slice(baseLr), then slice(baseLr/2/lrMult, baseLr/2). */
+  baseLr: number; lrMult: number;
+  unfreeze: 'all' | number; batch: number | 'auto'; seed: number;
+}
+
+/**
+ * Resolves the recipe flags, over `prev` (a resumed run's plan) over the defaults. The demo's
+ * recipe: 2 head epochs, 8 unfrozen, base LR 1e-2 (a small from-scratch model likes a larger LR than
+ * fastai's 2e-3). `--lr X` is fastai's base_lr; `--lr A:B` is the unfrozen stage's range (head at 2B).
+ */
+export function resolveRecipe(flags: RecipeFlags, prev?: Omit<Recipe, 'isDemo'>): Recipe {
+  const isDemo = !flags.model && !flags.data && !prev;
+  let baseLr = prev?.baseLr ?? (isDemo ? 1e-2 : 2e-3), lrMult = prev?.lrMult ?? 100;
+  if (flags.lr) {
+    let lr;
+    try { lr = parseLr(flags.lr); } catch (e) { throw new UserError((e as Error).message); }
+    if (typeof lr === 'number') baseLr = lr;
+    else if (Array.isArray(lr)) throw new UserError('--lr takes a number or a range A:B');
+    else {
+      const r = lr as { min?: number; max: number };
+      baseLr = 2 * r.max;
+      lrMult = r.min !== undefined ? r.max / r.min : 10;
+    }
+  }
   return {
-    get length() { return sources[0]!.length; },
-    batches: (epoch: number) => pick(epoch).batches(epoch),
+    isDemo, baseLr, lrMult,
+    epochs: positiveInt('--epochs', flags.epochs, prev?.epochs ?? (isDemo ? 8 : 3), 0),
+    freezeEpochs: positiveInt('--freeze-epochs', flags.freezeEpochs, prev?.freezeEpochs ?? (isDemo ? 2 : 1), 0),
+    unfreeze: flags.unfreeze === undefined ? (prev?.unfreeze ?? 'all') : flags.unfreeze === 'all' ? 'all' : positiveInt('--unfreeze', flags.unfreeze, 1),
+    batch: flags.batch === undefined ? (prev?.batch ?? 32) : flags.batch === 'auto' ? 'auto' : positiveInt('--batch', flags.batch, 32),
+    seed: positiveInt('--seed', flags.seed, prev?.seed ?? 42, 0),
   };
 }
 

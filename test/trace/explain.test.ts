@@ -49,7 +49,7 @@ function layersOfGroups(plan: ExplainPlan, groups: number[]) {
 describe('explain', () => {
   it('resolves flags as finetune does', () => {
     const demo = explainOptions({});
-    expect([demo.epochs, demo.freezeEpochs, demo.baseLr, demo.lrMult, demo.classes, demo.batch]).toEqual([6, 2, 1e-2, 100, 5, 32]);
+    expect([demo.epochs, demo.freezeEpochs, demo.baseLr, demo.lrMult, demo.classes, demo.batch]).toEqual([8, 2, 1e-2, 100, 5, 32]);
     const o = explainOptions({ model: 'm.onnx', classes: '7', lr: '1e-5:1e-3', unfreeze: '1', batch: 'auto', size: '96' });
     expect([o.epochs, o.freezeEpochs, o.baseLr, o.lrMult, o.classes, o.unfreeze, o.batch, o.size]).toEqual([3, 1, 2e-3, 100, 7, 1, 'auto', 96]);
     expect(() => explainOptions({ lr: 'fast' })).toThrow(/learning rate/);
@@ -63,7 +63,7 @@ describe('explain', () => {
     expect(plan.model.head).toEqual(['classifier.4.weight', 'classifier.4.bias']);
     const [head, full] = plan.stages as [typeof plan.stages[0], typeof plan.stages[0]];
     expect([head.name, head.epochs, head.frozenGroups, head.frozenParams, head.trainableParams]).toEqual(['head', 2, [0, 1], 72240, 325]);
-    expect([full.name, full.epochs, full.frozenGroups, full.frozenParams, full.trainableParams]).toEqual(['unfrozen', 6, [], 0, 72565]);
+    expect([full.name, full.epochs, full.frozenGroups, full.frozenParams, full.trainableParams]).toEqual(['unfrozen', 8, [], 0, 72565]);
     // fastai fine_tune with the demo's base LR 1e-2: slice(1e-2) for the head stage, then
     // slice(5e-3/100, 5e-3) spread geometrically over the 3 groups.
     close(head.lr.peak, [1e-3, 1e-3, 1e-2]);
