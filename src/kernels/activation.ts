@@ -37,13 +37,24 @@
 //   The backwards use the saved y, as PyTorch does: y(1 − y) for y near 1 has the absolute error of
 //   y (~6e-8), which is large relative to σ'(x) ≈ e^−x when x ≫ 1. That is inherent to saving y.
 //
-// Versions: v1 only (one invocation per element; memory-bound, as elementwise.ts). Measured on
-// lavapipe (2 shared vCPUs, loaded), 1.6M elements: sigmoid 7–14 ms (1.3–1.9 GB/s), its backward
-// 7–13 ms. Tensors above maxStorageBufferBindingSize are processed in windows (elementwise.ts `windows`).
+// Versions (every kernel here; `version` option, default 2), as elementwise.ts `mapBody`/`launchMap`:
+//   v1  one invocation per element.
+//   v2  one invocation per 4 elements, vec4 loads and stores, the scalar formulas per component;
+//       the ≤ 3 elements past the last whole vec4 run v1. Bit-identical to v1.
+//   Measured on lavapipe (2 vCPUs shared with other jobs, load average 2–4: ±2× between runs),
+//   GB/s of loads + stores, gpu-timestamp medians, v1 and v2 interleaved in one scratch script:
+//                             [2,64,56,56] (401k)   [8,64,56,56] (1.6M)
+//     sigmoid          v1     3.2 ms 1.0            24.0 ms 0.5
+//                      v2     2.4 ms 1.4             8.2 ms 1.6
+//     sigmoidBackward  v1     4.7 ms 1.0            26.8 ms 0.7
+//                      v2     1.0 ms 5.0            10.0 ms 1.9
+//   (An earlier, quieter run of v1 gave sigmoid 7–14 ms at 1.6M elements.) The forward's exp keeps
+//   it nearer compute-bound than relu, so it gains less. Tensors above maxStorageBufferBindingSize
+//   are processed in windows (elementwise.ts `launchMap`).
 
-import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
+import { memo, type KernelSpec } from '../gpu/kernel.js';
 import { Tensor, expectShape } from '../gpu/tensor.js';
-import { windows, win } from './elementwise.js';
+import { launchMap, mapBody, mapElem, type ElementwiseOptions, type ElementwiseVersion } from './elementwise.js';
 
 const WG = 256;
 
@@ -52,13 +63,13 @@ export type ActivationOp = 'sigmoid' | 'tanh' | 'clip';
 /** Which subgradient clip's backward uses on the bounds (see the header). */
 export type ClipGradMode = 'clamp' | 'hardtanh';
 
-export interface ClipBackwardOptions {
+export interface ClipBackwardOptions extends ElementwiseOptions {
   /** 'clamp' (default): dX = dY where lo ≤ x ≤ hi. 'hardtanh' (ReLU6): where lo < x < hi. */
   mode?: ClipGradMode;
 }
 
-// One uniform layout for every kernel here: n elements in this window; lo, hi: clip's bounds.
-const ACT_U = { n: 'u32', lo: 'f32', hi: 'f32' } as const;
+// One uniform layout for every kernel here: n, off as elementwise.ts `launchMap`; lo, hi: clip's bounds.
+const ACT_U = { n: 'u32', off: 'u32', lo: 'f32', hi: 'f32' } as const;
 type ActU = typeof ACT_U;
 
 // Stable scalar helpers (see the header for the numerics).
@@ -84,21 +95,19 @@ const FWD_EXPR: Record<ActivationOp, string> = {
   clip: 'min(max(v, u.lo), u.hi)',
 };
 
+const vname = (vec4: boolean) => `v${vec4 ? 2 : 1}`;
+
 /** y[i] = f(x[i]). */
-const fwdKernel = memo((op: ActivationOp) => op, (op: ActivationOp): KernelSpec<ActU> => ({
-  name: `${op}.v1`, key: `activation.${op}.fwd`,
-  uniforms: ACT_U,
-  bindings: [{ name: 'x', access: 'read' }, { name: 'y', access: 'read_write' }],
-  workgroupSize: [WG, 1, 1],
-  body: /* wgsl */ `${HELPERS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${LINEAR_INDEX};
-  if (i >= u.n) { return; }
-  let v = x[i];
-  y[i] = ${FWD_EXPR[op]};
-}`,
-}));
+const fwdKernel = memo((op: ActivationOp, vec4: boolean) => `${op}.${vec4}`, (op: ActivationOp, vec4: boolean): KernelSpec<ActU> => {
+  const type = mapElem(vec4);
+  return {
+    name: `${op}.${vname(vec4)}`, key: `activation.${op}.fwd.${vname(vec4)}`,
+    uniforms: ACT_U,
+    bindings: [{ name: 'x', access: 'read', type }, { name: 'y', access: 'read_write', type }],
+    workgroupSize: [WG, 1, 1],
+    body: mapBody([['v', 'x']], 'y', FWD_EXPR[op], vec4, HELPERS),
+  };
+});
 
 // Backward expressions in s (the saved tensor: y for sigmoid/tanh, x for clip) and g = dY.
 type BwdVariant = 'sigmoid' | 'tanh' | 'clip.clamp' | 'clip.hardtanh';
@@ -112,51 +121,41 @@ const BWD_EXPR: Record<BwdVariant, string> = {
 };
 
 /** dX[i] = dY[i] · f'(…) from the saved tensor s (y or x, see BWD_EXPR). */
-const bwdKernel = memo((v: BwdVariant) => v, (v: BwdVariant): KernelSpec<ActU> => ({
-  name: `${v.split('.')[0]}.bwd.v1`, key: `activation.${v}.bwd`,
-  uniforms: ACT_U,
-  bindings: [{ name: 'saved', access: 'read' }, { name: 'dy', access: 'read' }, { name: 'dx', access: 'read_write' }],
-  workgroupSize: [WG, 1, 1],
-  body: /* wgsl */ `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${LINEAR_INDEX};
-  if (i >= u.n) { return; }
-  let s = saved[i];
-  let g = dy[i];
-  dx[i] = ${BWD_EXPR[v]};
-}`,
-}));
+const bwdKernel = memo((v: BwdVariant, vec4: boolean) => `${v}.${vec4}`, (v: BwdVariant, vec4: boolean): KernelSpec<ActU> => {
+  const type = mapElem(vec4);
+  return {
+    name: `${v.split('.')[0]}.bwd.${vname(vec4)}`, key: `activation.${v}.bwd.${vname(vec4)}`,
+    uniforms: ACT_U,
+    bindings: [{ name: 'saved', access: 'read', type }, { name: 'dy', access: 'read', type }, { name: 'dx', access: 'read_write', type }],
+    workgroupSize: [WG, 1, 1],
+    body: mapBody([['s', 'saved'], ['g', 'dy']], 'dx', BWD_EXPR[v], vec4),
+  };
+});
 
-function forward(op: ActivationOp, x: Tensor, lo = 0, hi = 0): Tensor {
+function forward(op: ActivationOp, x: Tensor, lo: number, hi: number, version: ElementwiseVersion = 2): Tensor {
   const y = Tensor.empty(x.gpu, x.shape);
-  for (const w of windows(x.gpu, x.size)) {
-    x.gpu.run(fwdKernel(op), [win(x, w.start, w.count), win(y, w.start, w.count)], { n: w.count, lo, hi }, grid1d(w.count, WG), op);
-  }
+  launchMap(x.gpu, (v4) => fwdKernel(op, v4), [x, y], x.size, { lo, hi }, version, op);
   return y;
 }
 
-function backward(v: BwdVariant, saved: Tensor, dY: Tensor, lo = 0, hi = 0): Tensor {
+function backward(v: BwdVariant, saved: Tensor, dY: Tensor, lo: number, hi: number, version: ElementwiseVersion = 2): Tensor {
   expectShape(`${v} backward dY`, dY, saved.shape);
   const dX = Tensor.empty(saved.gpu, saved.shape);
-  for (const w of windows(saved.gpu, saved.size)) {
-    const b = [win(saved, w.start, w.count), win(dY, w.start, w.count), win(dX, w.start, w.count)];
-    saved.gpu.run(bwdKernel(v), b, { n: w.count, lo, hi }, grid1d(w.count, WG), `${v}.bwd`);
-  }
+  launchMap(saved.gpu, (v4) => bwdKernel(v, v4), [saved, dY, dX], saved.size, { lo, hi }, version, `${v}.bwd`);
   return dX;
 }
 
 /** y = σ(x) = 1/(1 + e^−x). */
-export function sigmoid(x: Tensor): Tensor { return forward('sigmoid', x); }
+export function sigmoid(x: Tensor, opts: ElementwiseOptions = {}): Tensor { return forward('sigmoid', x, 0, 0, opts.version); }
 
 /** dX = dY·y·(1 − y), from the forward's OUTPUT y. */
-export function sigmoidBackward(y: Tensor, dY: Tensor): Tensor { return backward('sigmoid', y, dY); }
+export function sigmoidBackward(y: Tensor, dY: Tensor, opts: ElementwiseOptions = {}): Tensor { return backward('sigmoid', y, dY, 0, 0, opts.version); }
 
 /** y = tanh(x). */
-export function tanh(x: Tensor): Tensor { return forward('tanh', x); }
+export function tanh(x: Tensor, opts: ElementwiseOptions = {}): Tensor { return forward('tanh', x, 0, 0, opts.version); }
 
 /** dX = dY·(1 − y²), from the forward's OUTPUT y. */
-export function tanhBackward(y: Tensor, dY: Tensor): Tensor { return backward('tanh', y, dY); }
+export function tanhBackward(y: Tensor, dY: Tensor, opts: ElementwiseOptions = {}): Tensor { return backward('tanh', y, dY, 0, 0, opts.version); }
 
 function bounds(what: string, lo: number, hi: number) {
   if (Number.isNaN(lo) || Number.isNaN(hi)) throw new Error(`${what}: min/max must not be NaN`);
@@ -166,9 +165,9 @@ function bounds(what: string, lo: number, hi: number) {
  * y = min(max(x, lo), hi). Omit a bound (or pass ∓Infinity) for a one-sided clip, as ONNX Clip's
  * optional min/max inputs. lo > hi gives hi everywhere (ONNX, torch.clamp).
  */
-export function clip(x: Tensor, lo = -Infinity, hi = Infinity): Tensor {
+export function clip(x: Tensor, lo = -Infinity, hi = Infinity, opts: ElementwiseOptions = {}): Tensor {
   bounds('clip', lo, hi);
-  return forward('clip', x, lo, hi);
+  return forward('clip', x, lo, hi, opts.version);
 }
 
 /**
@@ -179,8 +178,8 @@ export function clipBackward(x: Tensor, dY: Tensor, lo = -Infinity, hi = Infinit
   bounds('clipBackward', lo, hi);
   const mode = opts.mode ?? 'clamp';
   switch (mode) {
-    case 'clamp': return backward('clip.clamp', x, dY, lo, hi);
-    case 'hardtanh': return backward('clip.hardtanh', x, dY, lo, hi);
+    case 'clamp': return backward('clip.clamp', x, dY, lo, hi, opts.version);
+    case 'hardtanh': return backward('clip.hardtanh', x, dY, lo, hi, opts.version);
     default: return mode satisfies never;
   }
 }

@@ -22,6 +22,8 @@
 //       a size that is not a multiple of 4 go through v1). Measured on lavapipe (2 vCPU, shared),
 //       n = 8·64·56·56 (read x + write y, 12.8 MB): v1 5.6–14 ms ≈ 0.9–2.3 GB/s, v2 2.0–2.5 ms ≈
 //       5.2–6.6 GB/s (the hash is ~30 integer ops per element; vec4 memory access is what counts).
+//       Again with gpu-timestamp medians of a scratch script, [2,64,56,56] (load average 2–3):
+//       v1 1.8–2.9 ms (1.1–1.8 GB/s), v2 1.0–1.35 ms (2.4–3.1 GB/s).
 // Tensors above maxStorageBufferBindingSize are processed in windows; the index i is global.
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';

@@ -28,7 +28,9 @@
 // needs no atomics. A sliding window down each column (one invocation per (n, s), a running Σx²)
 // would load each element once instead of `size` times; with size = 5 and LRN's place in old
 // networks only, v1 is kept. Measured on lavapipe (2 shared vCPUs, loaded), [8,64,56,56] size 5:
-// forward 26–45 ms, backward 36–79 ms (0.4–0.7 GB/s of compulsory traffic).
+// forward 26–45 ms, backward 36–79 ms (0.4–0.7 GB/s of compulsory traffic). Again with gpu-timestamp
+// medians of a scratch script, [2,64,56,56] size 5 (load average 2–3): forward 9.8–10.3 ms (0.5 GB/s
+// of x read + y, denom written), backward 13–15.5 ms (0.4–0.5 GB/s of x, denom, dY read + dX written).
 //
 // Tensors above maxStorageBufferBindingSize are processed in windows of whole samples (a sample's
 // C·S elements must fit one binding).

@@ -27,37 +27,58 @@
 //   NOTE: countIncludePad defaults to true (PyTorch); ONNX AveragePool's default is 0, so an ONNX
 //   importer must pass it explicitly.
 //
-// Backward kernels are GATHERS: one invocation per input element loops over the windows that can
-// contain it (⌈k_eff/stride⌉ per axis). With stride < kernel, windows overlap and several dY land on one
-// input; a scatter would need f32 atomics, which WGSL does not have. A gather also sums in a fixed
-// order, so results are deterministic.
+// Backward kernels are GATHERS: each dX element is written once, by the invocation that owns it,
+// summing the dY of the windows that contain it. With stride < kernel, windows overlap and several
+// dY land on one input; a scatter would need f32 atomics, which WGSL does not have (only a
+// compare-and-swap loop on atomic<u32>). A gather also sums in a fixed order, so results are
+// deterministic.
 //
 // Padding may be asymmetric (ONNX). Unlike PyTorch we do not demand pad ≤ k_eff/2; a window that
 // holds no real pixel (possible with large pads or dilation) gives max −∞ with argmax NO_ARGMAX (and
 // no gradient), and average 0.
 //
-// Versions: v1 for everything: one invocation per output element (forwards) or per input element
-//   (backwards). Pooling is memory-bound (≤ R·S loads and compares per output, no reuse worth a
-//   tile), so there is nothing to tile; on lavapipe the cost is the non-uniform loads and the
-//   per-invocation index arithmetic (integer division is scalarised there), which is why the
-//   backwards, with 4× the invocations of a stride-2 forward, take 3–4× as long.
+// Versions. Pooling is memory-bound (≤ R·S loads and compares per output, no reuse worth a tile);
+// on lavapipe the cost is the non-uniform loads (a per-lane loop each) and the per-invocation index
+// arithmetic (integer division is scalarised there).
+//   Forwards (max, avg, adaptive): v1 only, one invocation per output element.
+//   Backwards (max, avg; `version` option, `poolBackwardVersions` lists what applies):
+//     v1  one invocation per input element, looping over the windows that can contain it
+//         (⌈k_eff/stride⌉ per axis): per pixel ~8 integer divisions to find them, and each window's
+//         dY (and argmax) is loaded again by every pixel it covers.
+//     v2  one invocation per stride cell (sh×sw pixels, which share their candidate windows): each
+//         window's dY/argmax is loaded once per cell, the divisions are paid once per cell, and a
+//         row of the cell is one vec4 compare+select per window (see "backward v2" below). Default
+//         where it applies: stride ≤ 4 and ≤ 16 candidate windows per cell (all VGG/ResNet pools;
+//         not e.g. 5×5/1). Same terms in the same order as v1: bit-identical results.
 //   globalAvgPool forward has two: v1 one invocation per (n,c) plane looping over H·W; v2 one
 //   64-lane workgroup per plane, lanes striding the plane (coalesced on a real GPU), then a
 //   shared-memory tree sum: the version for few planes with large H·W (1×64×112×112), where v1
 //   leaves a GPU idle. On lavapipe barriers are expensive and v1 wins everywhere, so v2 is the
 //   default only for < 128 planes of ≥ 4096 pixels (where it costs lavapipe ≤ 1 ms).
-//   Measured on lavapipe (llvmpipe, 2 cores, shared and loaded machine: ±2×), GB/s of compulsory
-//   traffic (x read + y written, + argmax for max):
-//     [8,64,112,112] 3×3/2 pad 1: maxPool2d 40–84 ms (0.5–1.0 GB/s), maxPool2dBackward 145–320 ms
-//     (0.1–0.3 GB/s), avgPool2d 33–68 ms, avgPool2dBackward 120–270 ms;
-//     globalAvgPool [8,64,112,112] v1 6–18 ms vs v2 10–24 ms; [32,512,7,7] v1 0.9–2.4 ms vs v2
-//     33–66 ms; [1,64,112,112] v1 0.8–1.2 ms vs v2 0.9–2.3 ms.
+//   Adaptive and global backwards: v1 only.
+//   Measured on lavapipe (llvmpipe, 2 vCPUs shared with other jobs, load average 2–4 during the runs:
+//   numbers vary ±2× between runs; read the ratios). GB/s of compulsory traffic (max: dY + argmax
+//   read, dX written; avg: dY read, dX written), gpu-timestamp medians, v1 and v2 interleaved in one
+//   process (a scratch script calling maxPool2dBackward / avgPool2dBackward with `version`):
+//                                          max bwd v1        max bwd v2        avg bwd v1    avg bwd v2
+//     [2,64,56,56] 2×2/2 (VGG features.4)  10.2 ms 0.24      1.50 ms 1.61      8.1 ms 0.25   1.52 ms 1.32
+//     [2,512,7,7] 2×2/2 (features.23)      1.25 ms 0.22      0.26 ms 1.04      1.11 ms 0.21  0.27 ms 0.87
+//     [2,64,28,28] 3×3/2 p1 (ResNet stem)  3.15 ms 0.19      0.59 ms 1.02      2.43 ms 0.21  0.62 ms 0.81
+//     [8,64,112,112] 3×3/2 p1              165 ms 0.23       30.6 ms 1.26      145 ms 0.22   32.8 ms 0.98
+//   `wgtrain bench --quick --no-e2e --filter pool` (max pool, default versions), before → after v2:
+//     pool.bwd 0.17–0.23 GB/s → 0.8–1.6 GB/s (2.6–10× per case; ResNet34 maxpool 3.3 → 0.68 ms);
+//     pool.fwd (v1) 0.6–1.3 GB/s.
+//   Older runs of the forwards on [8,64,112,112] 3×3/2 pad 1: maxPool2d 40–84 ms (0.5–1.0 GB/s),
+//   avgPool2d 33–68 ms; globalAvgPool [8,64,112,112] v1 6–18 ms vs v2 10–24 ms; [32,512,7,7] v1
+//   0.9–2.4 ms vs v2 33–66 ms; [1,64,112,112] v1 0.8–1.2 ms vs v2 0.9–2.3 ms.
+//   Not tried yet: vec4 stores of whole cell rows (needs W % 4 = 0 and aligned rows), and a v2
+//   forward.
 //
 // Tensors above maxStorageBufferBindingSize are processed in windows of whole planes; each window
 // binds from a 256-byte-aligned offset below its first plane and passes the remainder (xo, yo) as
 // a uniform, so any plane size works.
 
-import { grid1d, LINEAR_INDEX, type KernelSpec } from '../gpu/kernel.js';
+import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
 import { Tensor, expectShape, numel, type Shape } from '../gpu/tensor.js';
 import type { Binding, Gpu } from '../gpu/device.js';
 import type { UniformValues } from '../gpu/uniforms.js';
@@ -150,6 +171,8 @@ const POOL_U = {
   n: 'u32', H: 'u32', W: 'u32', P: 'u32', Q: 'u32', R: 'u32', S: 'u32', sh: 'u32', sw: 'u32',
   dh: 'u32', dw: 'u32', padT: 'u32', padL: 'u32', padB: 'u32', padR: 'u32', flag: 'u32',
   xo: 'u32', yo: 'u32', empty: 'f32',
+  // Backward v2 only: the grid of sh×sw input cells is A×B per plane, starting at cell (a0, b0).
+  A: 'u32', B: 'u32', a0: 'u32', b0: 'u32',
 } as const;
 type PoolU = typeof POOL_U;
 type PoolValues = UniformValues<PoolU>;
@@ -157,7 +180,7 @@ type PoolValues = UniformValues<PoolU>;
 function values(g: Pool2dGeometry, flag = 0): Omit<PoolValues, 'n' | 'xo' | 'yo'> {
   return {
     H: g.H, W: g.W, P: g.P, Q: g.Q, R: g.R, S: g.S, sh: g.sh, sw: g.sw, dh: g.dh, dw: g.dw,
-    padT: g.padT, padL: g.padL, padB: g.padB, padR: g.padR, flag, empty: -Infinity,
+    padT: g.padT, padL: g.padL, padB: g.padB, padR: g.padR, flag, empty: -Infinity, A: 0, B: 0, a0: 0, b0: 0,
   };
 }
 
@@ -314,17 +337,129 @@ const maxBwdKernel: KernelSpec<PoolU> = {
   dx[u.xo + i] = acc;`),
 };
 
+// ---- backward v2: one invocation per stride cell ---------------------------------------------
+//
+// The input plane (with its top/left padding) is cut into cells of sh×sw pixels: cell (a,b) holds
+// padded rows hp ∈ [a·sh, a·sh + sh) and columns wp ∈ [b·sw, b·sw + sw), i.e. h = hp − padT. Every
+// pixel of a cell is covered by the same candidate windows:
+//   window p holds hp iff p·sh ≤ hp ≤ p·sh + kh − 1, so over the cell  a − ⌊(kh−1)/sh⌋ ≤ p ≤ a,
+// CH = ⌊(kh−1)/sh⌋ + 1 windows per axis (2×2/2: 1; 3×3/2: 2; 3×3/1: 3), CW likewise. One invocation
+// loads each candidate window's dY (and argmax) ONCE and adds it to the cell's sh×sw pixels, where v1
+// loads them once per pixel and spends ~8 integer divisions per pixel finding its windows (lavapipe
+// scalarises integer division). Each row of the cell is a vec4 accumulator (sw ≤ 4): a window's
+// contribution to a row is one vector compare + select. The loop bounds SH, SW, CH, CW are WGSL
+// constants (one pipeline per stride/window shape), so the loops unroll and acc stays in registers.
+// The sum over windows runs in v1's order (p, then q ascending): v1 and v2 agree bit for bit.
+
+/** Compile-time shape of a v2 backward: cell size (the stride) and candidate windows per axis. */
+interface CellDims { SH: number; SW: number; CH: number; CW: number }
+
+function cellDims(g: Pool2dGeometry): CellDims {
+  const kh = g.dh * (g.R - 1) + 1, kw = g.dw * (g.S - 1) + 1;
+  return { SH: g.sh, SW: g.sw, CH: Math.floor((kh - 1) / g.sh) + 1, CW: Math.floor((kw - 1) / g.sw) + 1 };
+}
+
+/** v2 needs a cell row to fit a vec4 and a bounded unroll; other settings run v1. */
+const cellFits = (d: CellDims) => d.SW <= 4 && d.SH <= 4 && d.CH * d.CW <= 16;
+
+/** Backward kernel versions (1: per-input gather, 2: per-cell gather; see the header). */
+export type PoolBackwardVersion = 1 | 2;
+export interface PoolBackwardOptions {
+  /** Default: 2 where it applies (stride ≤ 4 and ≤ 16 windows per cell, all common layers), else 1. */
+  version?: PoolBackwardVersion;
+}
+
+/** The backward versions that can run these settings (for an autotuner); the default is the last. */
+export function poolBackwardVersions(xShape: Shape, opts: MaxPool2dOptions): PoolBackwardVersion[] {
+  return cellFits(cellDims(pool2dGeometry(xShape, opts))) ? [1, 2] : [1];
+}
+
+function pickBackwardVersion(g: Pool2dGeometry, v: PoolBackwardVersion | undefined, op: string): PoolBackwardVersion {
+  const fits = cellFits(cellDims(g));
+  if (v === 2 && !fits) throw new Error(`${op}: version 2 needs stride ≤ 4 and ≤ 16 candidate windows per cell (stride ${g.sh}×${g.sw}, window ${g.R}×${g.S})`);
+  return v ?? (fits ? 2 : 1);
+}
+
+/** Uniforms of a v2 launch: the cell grid of each plane, skipping cells that lie wholly in the top/left padding. */
+function cellValues(g: Pool2dGeometry, flag = 0): Omit<PoolValues, 'n' | 'xo' | 'yo'> {
+  const a0 = Math.floor(g.padT / g.sh), b0 = Math.floor(g.padL / g.sw);
+  const A = Math.ceil((g.H + g.padT) / g.sh) - a0, B = Math.ceil((g.W + g.padL) / g.sw) - b0;
+  return { ...values(g, flag), A, B, a0, b0 };
+}
+
+/**
+ * WGSL of a v2 backward. `perWindow` adds window (p,q)'s contribution to `acc` (it sees o, the
+ * window's index in dy; p, q as i32; hc, wc, the cell's first pixel; cols = wc + (0,1,2,3)).
+ */
+function cellKernelBody(d: CellDims, perWindow: string, prelude = ''): string {
+  return prelude + /* wgsl */ `
+const SH = ${d.SH}; const SW = ${d.SW}; const CH = ${d.CH}; const CW = ${d.CW};
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let c = ${LINEAR_INDEX};
+  if (c >= u.n) { return; }
+  let b = i32(c % u.B + u.b0);
+  let a = i32((c / u.B) % u.A + u.a0);
+  let plane = c / (u.A * u.B);
+  let hc = a * SH - i32(u.padT);
+  let wc = b * SW - i32(u.padL);
+  let cols = vec4i(0, 1, 2, 3) + wc;
+  let yb = u.yo + plane * u.P * u.Q;
+  var acc: array<vec4f, SH>;
+  for (var i = 0; i < CH; i++) {
+    let p = a - (CH - 1) + i;
+    if (p < 0 || p >= i32(u.P)) { continue; }
+    for (var j = 0; j < CW; j++) {
+      let q = b - (CW - 1) + j;
+      if (q < 0 || q >= i32(u.Q)) { continue; }
+      let o = yb + u32(p) * u.Q + u32(q);
+${perWindow}
+    }
+  }
+  let xb = u.xo + plane * u.H * u.W;
+  for (var r = 0; r < SH; r++) {
+    let h = hc + r;
+    if (h < 0 || h >= i32(u.H)) { continue; }
+    for (var s = 0; s < SW; s++) {
+      let w = wc + s;
+      if (w >= 0 && w < i32(u.W)) { dx[xb + u32(h) * u.W + u32(w)] = acc[r][s]; }
+    }
+  }
+}`;
+}
+
+const maxBwdV2 = memo((d: CellDims) => `${d.SH}.${d.SW}.${d.CH}.${d.CW}`, (d: CellDims): KernelSpec<PoolU> => ({
+  name: 'maxPool2d.bwd.v2', key: `maxPool2d.bwd.v2.${d.SH}x${d.SW}.${d.CH}x${d.CW}`,
+  uniforms: POOL_U,
+  bindings: [{ name: 'dx', access: 'read_write' }, { name: 'dy', access: 'read' }, { name: 'argmax', access: 'read', type: 'u32' }],
+  workgroupSize: [WG, 1, 1],
+  // NOTE: a cell column past the right edge (w ≥ W) computes the flat index of a pixel on the next
+  // row and may match its argmax; such columns (and rows outside the input) are never stored.
+  // NO_ARGMAX is −1 as an i32 and matches only such discarded positions.
+  body: cellKernelBody(d, /* wgsl */ `
+      let am = vec4i(bitcast<i32>(argmax[o]));
+      let g = vec4f(dy[o]);
+      for (var r = 0; r < SH; r++) {
+        acc[r] += select(vec4f(0.0), g, (hc + r) * i32(u.W) + cols == am);
+      }`),
+}));
+
 /**
  * dX [N,C,H,W] from dY [N,C,P,Q] and the forward's argmax: each dY goes to the input that won its
  * window. `opts` must be the forward's options (they say which windows can contain an input).
  */
-export function maxPool2dBackward(dY: Tensor, argmax: Tensor, xShape: Shape, opts: MaxPool2dOptions): Tensor {
+export function maxPool2dBackward(dY: Tensor, argmax: Tensor, xShape: Shape, opts: MaxPool2dOptions & PoolBackwardOptions): Tensor {
   const g = pool2dGeometry(xShape, opts);
   expectShape('maxPool2dBackward dY', dY, outShape(g));
   expectShape('maxPool2dBackward argmax', argmax, outShape(g));
   const dX = Tensor.empty(dY.gpu, xShape);
   const HW = g.H * g.W;
-  launch(maxBwdKernel, 'maxPool2d.bwd', g.N * g.C, [dX], HW, [dY, argmax], g.P * g.Q, values(g), (c) => c * HW);
+  if (pickBackwardVersion(g, opts.version, 'maxPool2dBackward') === 2) {
+    const u = cellValues(g);
+    launch(maxBwdV2(cellDims(g)), 'maxPool2d.bwd', g.N * g.C, [dX], HW, [dY, argmax], g.P * g.Q, u, (c) => c * u.A * u.B);
+  } else {
+    launch(maxBwdKernel, 'maxPool2d.bwd', g.N * g.C, [dX], HW, [dY, argmax], g.P * g.Q, values(g), (c) => c * HW);
+  }
   return dX;
 }
 
@@ -404,13 +539,38 @@ const avgBwdKernel: KernelSpec<PoolU> = {
   dx[u.xo + i] = acc;`),
 };
 
+// v2: one invocation per stride cell (see the max-pool v2 above).
+const avgBwdV2 = memo((d: CellDims) => `${d.SH}.${d.SW}.${d.CH}.${d.CW}`, (d: CellDims): KernelSpec<PoolU> => ({
+  name: 'avgPool2d.bwd.v2', key: `avgPool2d.bwd.v2.${d.SH}x${d.SW}.${d.CH}x${d.CW}`,
+  uniforms: POOL_U,
+  bindings: [{ name: 'dx', access: 'read_write' }, { name: 'dy', access: 'read' }],
+  workgroupSize: [WG, 1, 1],
+  // Window (p,q) covers rows [h0, h0 + R) and columns [w0, w0 + S). NOTE: a window with divisor 0
+  // (no real pixel, countIncludePad off) gives g = ±∞ or NaN, but it covers no real pixel, so the
+  // select never takes it for a pixel that is stored.
+  body: cellKernelBody(d, /* wgsl */ `
+      let g = vec4f(dy[o] / divisor(u32(p), u32(q)));
+      let h0 = p * i32(u.sh) - i32(u.padT);
+      let w0 = q * i32(u.sw) - i32(u.padL);
+      let inCols = (cols >= vec4i(w0)) & (cols < vec4i(w0 + i32(u.S)));
+      for (var r = 0; r < SH; r++) {
+        let inRow = hc + r >= h0 && hc + r < h0 + i32(u.R);
+        acc[r] += select(vec4f(0.0), g, inCols & vec4<bool>(inRow));
+      }`, AVG_DIVISOR),
+}));
+
 /** dX [N,C,H,W] = each dY [N,C,P,Q] spread evenly (÷ divisor) over its window. `opts` as forward. */
-export function avgPool2dBackward(dY: Tensor, xShape: Shape, opts: AvgPool2dOptions): Tensor {
+export function avgPool2dBackward(dY: Tensor, xShape: Shape, opts: AvgPool2dOptions & PoolBackwardOptions): Tensor {
   const g = avgGeometry(xShape, opts);
   expectShape('avgPool2dBackward dY', dY, outShape(g));
   const dX = Tensor.empty(dY.gpu, xShape);
   const HW = g.H * g.W;
-  launch(avgBwdKernel, 'avgPool2d.bwd', g.N * g.C, [dX], HW, [dY], g.P * g.Q, values(g, avgFlag(opts)), (c) => c * HW);
+  if (pickBackwardVersion(g, opts.version, 'avgPool2dBackward') === 2) {
+    const u = cellValues(g, avgFlag(opts));
+    launch(avgBwdV2(cellDims(g)), 'avgPool2d.bwd', g.N * g.C, [dX], HW, [dY], g.P * g.Q, u, (c) => c * u.A * u.B);
+  } else {
+    launch(avgBwdKernel, 'avgPool2d.bwd', g.N * g.C, [dX], HW, [dY], g.P * g.Q, values(g, avgFlag(opts)), (c) => c * HW);
+  }
   return dX;
 }
 

@@ -56,6 +56,8 @@
 //   transpose NCHW→NHWC 9–26 ms (0.6–1.5 GB/s counting read + write), pad H and W by 1 14–34 ms,
 //   slice step 2 on H and W 2.2–4.2 ms; concat of two such tensors on C, as buffer copies (step 2)
 //   0.7–1.0 ms, against 16 ms through the shader.
+//   Again with gpu-timestamp medians of a scratch script, x = [2,64,56,56] (1.6 MB, load average
+//   2–3): transpose NCHW→NHWC 3.3–3.7 ms (0.9–1.0 GB/s), pad H and W by 1 3.9–5.4 ms (0.6–0.8).
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
 import { Tensor, expectShape, numel, type Shape } from '../gpu/tensor.js';

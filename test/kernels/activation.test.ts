@@ -101,3 +101,27 @@ describe('clip', () => {
     expect(() => clip(t, NaN, 1)).toThrow(/NaN/);
   });
 });
+
+describe('versions (v1 scalar, v2 vec4 + scalar tail)', () => {
+  it.each([[1], [7], [33 * 17], [4096]])('agree bit for bit, n=%i', async (n) => {
+    const rng = new Rng(n + 3);
+    const x = inputs(rng, n), dy = rng.array(n);
+    const tx = Tensor.from(gpu, x), tdy = Tensor.from(gpu, dy);
+    const ty = sigmoid(tx);
+    const y = await ty.read();
+    const ops: [string, (version: 1 | 2) => Tensor, ArrayLike<number>][] = [
+      ['sigmoid', (version) => sigmoid(tx, { version }), sigmoidRef(x)],
+      ['sigmoidBackward', (version) => sigmoidBackward(ty, tdy, { version }), sigmoidBackwardRef(y, dy)],
+      ['tanh', (version) => tanh(tx, { version }), tanhRef(x)],
+      ['tanhBackward', (version) => tanhBackward(ty, tdy, { version }), tanhBackwardRef(y, dy)],
+      ['clip', (version) => clip(tx, -1, 2, { version }), clipRef(x, -1, 2)],
+      ['clipBackward', (version) => clipBackward(tx, tdy, -1, 2, { version }), clipBackwardRef(x, dy, -1, 2)],
+      ['clipBackward hardtanh', (version) => clipBackward(tx, tdy, -1, 2, { version, mode: 'hardtanh' }), clipBackwardRef(x, dy, -1, 2, 'hardtanh')],
+    ];
+    for (const [name, f, ref] of ops) {
+      const [v1, v2] = [await f(1).read(), await f(2).read()];
+      expectClose(`${name} v2 n=${n}`, v2, ref, 1e-5, 1e-7);
+      expect(v2, name).toEqual(v1);
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Tensor, type Gpu } from '../../src/gpu/index.js';
-import { binary, binaryBackward, relu, reluBackward, leakyRelu, scale, type BinaryOp } from '../../src/kernels/elementwise.js';
+import { binary, binaryBackward, fill, relu, reluBackward, leakyRelu, scale, type BinaryOp } from '../../src/kernels/elementwise.js';
 import { sumAll, sumTo } from '../../src/kernels/reduce.js';
 import { binaryRef, leakyReluRef, reluBackwardRef, reluRef, sumToRef } from '../../src/kernels/reference.js';
 import { device, expectClose, gradcheck, Rng } from '../helpers.js';
@@ -88,5 +88,30 @@ describe('reductions', () => {
   it('scale', async () => {
     const x = new Rng(1).array(100);
     expectClose('scale', await scale(Tensor.from(gpu, x), -2.5).read(), Float64Array.from(x, (v) => -2.5 * v), 1e-7);
+  });
+});
+
+describe('versions (v1 scalar, v2 vec4 + scalar tail)', () => {
+  // Sizes: all tail (1, 3), one vec4 + tail (7), odd (561, 15015), a multiple of 4 (4096).
+  it.each([[1], [3], [7], [33 * 17], [3 * 5 * 7 * 11 * 13], [4096]])('agree with the references and each other, n=%i', async (n) => {
+    const rng = new Rng(n + 7);
+    const x = rng.array(n), b = Float32Array.from(rng.array(n), (v) => Math.sign(v || 1) * (0.5 + Math.abs(v))), dy = rng.array(n);
+    x[0] = 0;
+    const tx = Tensor.from(gpu, x), tb = Tensor.from(gpu, b), tdy = Tensor.from(gpu, dy);
+    const ops: [string, (version: 1 | 2) => Tensor, ArrayLike<number>][] = [
+      ['relu', (version) => relu(tx, { version }), reluRef(x)],
+      ['leakyRelu', (version) => leakyRelu(tx, 0.1, { version }), leakyReluRef(x, 0.1)],
+      ['scale', (version) => scale(tx, -2.5, undefined, { version }), Float64Array.from(x, (v) => -2.5 * v)],
+      ['fill', (version) => fill(Tensor.from(gpu, x), 3.25, { version }), new Float64Array(n).fill(3.25)],
+      ['reluBackward', (version) => reluBackward(tx, tdy, 0, { version }), reluBackwardRef(x, dy)],
+      ['leakyReluBackward', (version) => reluBackward(tx, tdy, 0.1, { version }), reluBackwardRef(x, dy, 0.1)],
+      ...(['add', 'sub', 'mul', 'div'] as const).map((op): [string, (version: 1 | 2) => Tensor, ArrayLike<number>] =>
+        [op, (version) => binary(op, tx, tb, { version }), binaryRef(op, x, [n], b, [n]).y]),
+    ];
+    for (const [name, f, ref] of ops) {
+      const [v1, v2] = [await f(1).read(), await f(2).read()];
+      expectClose(`${name} v2 n=${n}`, v2, ref, 1e-6);
+      expect(v2, name).toEqual(v1);
+    }
   });
 });

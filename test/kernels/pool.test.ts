@@ -2,7 +2,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Tensor, type Gpu } from '../../src/gpu/index.js';
 import {
   adaptiveAvgPool2d, adaptiveAvgPool2dBackward, avgPool2d, avgPool2dBackward, globalAvgPool, globalAvgPoolBackward,
-  maxPool2d, maxPool2dBackward, NO_ARGMAX, poolOutputSize, poolTesting, readArgmax,
+  maxPool2d, maxPool2dBackward, NO_ARGMAX, poolBackwardVersions, poolOutputSize, poolTesting, readArgmax,
 } from '../../src/kernels/pool.js';
 import {
   adaptiveAvgPool2dBackwardRef, adaptiveAvgPool2dRef, avgPool2dBackwardRef, avgPool2dRef, globalAvgPoolBackwardRef,
@@ -96,12 +96,20 @@ describe('maxPool2d', () => {
     expectClose(`maxPool fwd ${fmt(xs, o)}`, await y.read(), ref.y, 0);
     expect(await readArgmax(argmax)).toEqual(ref.argmax);
     const dy = rng.array(ref.y.length);
-    const dX = maxPool2dBackward(Tensor.from(gpu, dy, ref.shape), argmax, xs, o);
-    const dx = await dX.read();
-    expectClose(`maxPool bwd ${fmt(xs, o)}`, dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), ...SUM_TOL);
-    // eps 1e-3 < half the 0.01 spacing: no argmax changes under the probe.
-    if (!ref.argmax.includes(NO_ARGMAX_REF)) gradcheck(`maxPool ${fmt(xs, o)}`, (v) => maxPool2dRef(v, xs, o).y, x, dy, dx, { eps: 1e-3 });
-    for (const t of [tx, y, argmax, dX]) t.dispose();
+    const tdy = Tensor.from(gpu, dy, ref.shape);
+    const dxs: Float32Array[] = [];
+    for (const version of poolBackwardVersions(xs, o)) {
+      const dX = maxPool2dBackward(tdy, argmax, xs, { ...o, version });
+      const dx = await dX.read();
+      dX.dispose();
+      dxs.push(dx);
+      expectClose(`maxPool bwd v${version} ${fmt(xs, o)}`, dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), ...SUM_TOL);
+      // eps 1e-3 < half the 0.01 spacing: no argmax changes under the probe.
+      if (!ref.argmax.includes(NO_ARGMAX_REF)) gradcheck(`maxPool v${version} ${fmt(xs, o)}`, (v) => maxPool2dRef(v, xs, o).y, x, dy, dx, { eps: 1e-3 });
+    }
+    // v2 sums the same terms in the same order as v1: bit-identical.
+    if (dxs.length === 2) expect(dxs[1]).toEqual(dxs[0]);
+    for (const t of [tx, y, argmax, tdy]) t.dispose();
   });
 
   it('ties go to the first max in scan order (PyTorch)', async () => {
@@ -114,8 +122,10 @@ describe('maxPool2d', () => {
       expectClose('maxPool ties fwd', await y.read(), ref.y, 0);
       expect(await readArgmax(argmax)).toEqual(ref.argmax);
       const dy = rng.array(ref.y.length);
-      const dx = await maxPool2dBackward(Tensor.from(gpu, dy, ref.shape), argmax, xs, o).read();
-      expectClose('maxPool ties bwd', dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), ...SUM_TOL);
+      for (const version of [1, 2] as const) {
+        const dx = await maxPool2dBackward(Tensor.from(gpu, dy, ref.shape), argmax, xs, { ...o, version }).read();
+        expectClose(`maxPool ties bwd v${version}`, dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), ...SUM_TOL);
+      }
     }
   });
 
@@ -133,8 +143,10 @@ describe('maxPool2d', () => {
     expect(am).toEqual(ref.argmax);
     expect(NO_ARGMAX).toBe(NO_ARGMAX_REF);
     const dy = Float32Array.from({ length: ref.y.length }, () => 1);
-    const dx = await maxPool2dBackward(Tensor.from(gpu, dy, ref.shape), argmax, xs, o).read();
-    expectClose('maxPool empty-window bwd', dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), 0);
+    for (const version of [1, 2] as const) {
+      const dx = await maxPool2dBackward(Tensor.from(gpu, dy, ref.shape), argmax, xs, { ...o, version }).read();
+      expectClose(`maxPool empty-window bwd v${version}`, dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), 0);
+    }
   });
 
   it('accepts shorthand options (number / [h, w] padding, stride defaults to kernel)', async () => {
@@ -159,9 +171,14 @@ describe('avgPool2d', () => {
     expect([...y.shape]).toEqual(ref.shape);
     expectClose(`avgPool fwd ${name}`, await y.read(), ref.y, ...SUM_TOL);
     const dy = rng.array(ref.y.length);
-    const dx = await avgPool2dBackward(Tensor.from(gpu, dy, ref.shape), xs, o).read();
-    expectClose(`avgPool bwd ${name}`, dx, avgPool2dBackwardRef(dy, xs, o), ...SUM_TOL);
-    gradcheck(`avgPool ${name}`, (v) => avgPool2dRef(v, xs, o).y, x, dy, dx);
+    const dxs: Float32Array[] = [];
+    for (const version of poolBackwardVersions(xs, o)) {
+      const dx = await avgPool2dBackward(Tensor.from(gpu, dy, ref.shape), xs, { ...o, version }).read();
+      dxs.push(dx);
+      expectClose(`avgPool bwd v${version} ${name}`, dx, avgPool2dBackwardRef(dy, xs, o), ...SUM_TOL);
+      gradcheck(`avgPool v${version} ${name}`, (v) => avgPool2dRef(v, xs, o).y, x, dy, dx);
+    }
+    if (dxs.length === 2) expect(dxs[1]).toEqual(dxs[0]);
   });
 
   it('countIncludePad changes only windows that touch padding', async () => {
@@ -212,6 +229,47 @@ describe('globalAvgPool', () => {
   });
 });
 
+describe('backward versions', () => {
+  // Settings that stress the v2 cell grid: gaps between windows (stride > kernel: pixels no window
+  // covers), cells wholly in the padding (pad ≥ stride), stride 4 (cell row = a whole vec4), wide
+  // windows (CH·CW = 16, the v2 limit), and ones v2 does not take (stride 5, 25 windows per cell).
+  const cases: [Shape4, Pool2dRefOptions, number[]][] = [
+    [[1, 2, 17, 17], opt([1, 1], [3, 3], [0, 0, 0, 0]), [1, 2]],
+    [[1, 2, 17, 33], opt([2, 3], [3, 4], [1, 1, 1, 2], true), [1, 2]],
+    [[2, 2, 7, 17], opt([3, 3], [1, 1], [1, 1, 1, 1]), [1, 2]],
+    [[1, 3, 33, 17], opt([3, 3], [1, 2], [2, 3, 1, 0], false, true, [2, 2]), [1, 2]],
+    [[1, 2, 33, 33], opt([4, 4], [4, 4], [2, 2, 2, 2], true), [1, 2]],
+    [[1, 2, 17, 17], opt([4, 4], [1, 1], [1, 2, 2, 1]), [1, 2]],
+    [[1, 2, 17, 17], opt([3, 3], [5, 5], [1, 1, 1, 1]), [1]],
+    [[1, 2, 17, 17], opt([5, 5], [1, 1], [2, 2, 2, 2]), [1]],
+  ];
+  it.each(cases.map((c) => [fmt(c[0], c[1]), ...c] as const))('%s', async (name, xs, o, versions) => {
+    expect(poolBackwardVersions(xs, o)).toEqual(versions);
+    if (versions.length === 1) {
+      const ys = maxPool2dRef(new Float32Array(numel(xs)), xs, o).shape;
+      expect(() => maxPool2dBackward(Tensor.zeros(gpu, ys), Tensor.zeros(gpu, ys), xs, { ...o, version: 2 })).toThrow(/version 2 needs/);
+      expect(() => avgPool2dBackward(Tensor.zeros(gpu, ys), xs, { ...o, version: 2 })).toThrow(/version 2 needs/);
+    }
+    const rng = new Rng(numel(xs) + o.stride[0]);
+    const x = distinct(rng, numel(xs));
+    const ref = maxPool2dRef(x, xs, o);
+    const { argmax } = maxPool2d(Tensor.from(gpu, x, xs), o);
+    const dy = rng.array(ref.y.length);
+    const tdy = Tensor.from(gpu, dy, ref.shape);
+    const o1 = { ...o, countIncludePad: false };
+    for (const version of versions as (1 | 2)[]) {
+      const dx = await maxPool2dBackward(tdy, argmax, xs, { ...o, version }).read();
+      expectClose(`max bwd v${version} ${name}`, dx, maxPool2dBackwardRef(dy, ref.argmax, xs, ref.shape), ...SUM_TOL);
+      if (o.dilation[0] === 1 && o.dilation[1] === 1) {
+        for (const oo of [o, o1]) {
+          const da = await avgPool2dBackward(tdy, xs, { ...oo, version }).read();
+          expectClose(`avg bwd v${version} ${name} includePad=${oo.countIncludePad}`, da, avgPool2dBackwardRef(dy, xs, oo), ...SUM_TOL);
+        }
+      }
+    }
+  });
+});
+
 describe('tensors split into windows of planes (binding limit)', () => {
   it('every kernel gives the same result with a 4 KiB binding cap', async () => {
     // 34 planes of 7×7 = 49 floats: windows of 19 planes whose first plane is not 256-byte aligned.
@@ -229,12 +287,16 @@ describe('tensors split into windows of planes (binding limit)', () => {
     expect(await readArgmax(mp.argmax)).toEqual(mref.argmax);
     const dy = rng.array(mref.y.length);
     const tdy = Tensor.from(gpu, dy, mref.shape);
-    expectClose('windowed maxPool bwd', await maxPool2dBackward(tdy, mp.argmax, xs, o).read(), maxPool2dBackwardRef(dy, mref.argmax, xs, mref.shape), ...SUM_TOL);
+    for (const version of [1, 2] as const) {
+      expectClose(`windowed maxPool bwd v${version}`, await maxPool2dBackward(tdy, mp.argmax, xs, { ...o, version }).read(), maxPool2dBackwardRef(dy, mref.argmax, xs, mref.shape), ...SUM_TOL);
+    }
     // Averages on ±1 data (the distinct ramp above reaches ±8, and its sums cancel to near 0).
     const xa = rng.array(numel(xs));
     const ta = Tensor.from(gpu, xa, xs);
     expectClose('windowed avgPool fwd', await avgPool2d(ta, o).read(), avgPool2dRef(xa, xs, o).y, ...SUM_TOL);
-    expectClose('windowed avgPool bwd', await avgPool2dBackward(tdy, xs, o).read(), avgPool2dBackwardRef(dy, xs, o), ...SUM_TOL);
+    for (const version of [1, 2] as const) {
+      expectClose(`windowed avgPool bwd v${version}`, await avgPool2dBackward(tdy, xs, { ...o, version }).read(), avgPool2dBackwardRef(dy, xs, o), ...SUM_TOL);
+    }
     expectClose('windowed adaptive fwd', await adaptiveAvgPool2d(ta, [3, 2]).read(), adaptiveAvgPool2dRef(xa, xs, [3, 2]), ...SUM_TOL);
     const dya = rng.array(2 * 17 * 3 * 2);
     expectClose('windowed adaptive bwd', await adaptiveAvgPool2dBackward(Tensor.from(gpu, dya, [2, 17, 3, 2]), xs).read(),
