@@ -9,5 +9,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    // Kernel autotuning off: every test runs the heuristic defaults (deterministic, no measuring);
+    // test/gpu/tune.test.ts and the tuning tests turn it on for themselves.
+    env: { WGTRAIN_AUTOTUNE: 'off' },
   },
 });

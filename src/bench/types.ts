@@ -3,6 +3,7 @@
 // every field here is part of a file format: add fields, don't rename them (bump SCHEMA if you must).
 
 import type { Gpu } from '../gpu/device.js';
+import type { TimingMethod } from '../gpu/timing.js';
 import type { Tensor } from '../gpu/tensor.js';
 
 export const SCHEMA = 'wgtrain-bench/1';
@@ -64,7 +65,7 @@ export interface Roofline {
   copyProbe: string;
 }
 
-export type TimingMethod = 'gpu-timestamp' | 'queue-drain';
+export type { TimingMethod };
 
 export interface KernelResult {
   id: string;
@@ -91,8 +92,12 @@ export interface KernelResult {
   /** Achieved / attainable (min(peak, intensity × bandwidth)), in percent. */
   roofPct: number | null;
   bound: 'compute' | 'memory';
+  /** Autotuned classes the launch used: the winner, the heuristic default and every candidate's ms (null: rejected). */
+  tuning?: TuneChoice[];
   error?: string;
 }
+
+export interface TuneChoice { key: string; pick: string; default: string; ms: Record<string, number | null> }
 
 export interface E2eResult {
   /** 'e2e/resnet34@64/b4/frozen' */
@@ -119,6 +124,10 @@ export interface BenchReport {
   features: string[];
   quick: boolean;
   timing: TimingMethod;
+  /** Storage precision of the matmul/conv cases (absent in reports from before f16: f32). */
+  precision?: 'f32' | 'f16';
+  /** The autotuner's mode during the run (absent in reports from before autotuning). */
+  tuning?: 'auto' | 'cached' | 'off';
   roofline: Roofline;
   kernels: KernelResult[];
   e2e: E2eResult[];

@@ -3,10 +3,11 @@
 // MemorySource over File objects) and ImageDecoder (createImageBitmap + OffscreenCanvas).
 
 import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { availableParallelism, homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import sharp from 'sharp';
+import type { TuneStore, TuneTable } from '../gpu/tune.js';
 import { DataError } from './errors.js';
 import { ImageFolder, type ImageFolderOptions } from './folder.js';
 import type { DecodeOptions, DirEntry, ImageDecoder, ImageSource, RgbImage } from './image.js';
@@ -131,4 +132,43 @@ export async function loadSplitManifest(file: string): Promise<SplitManifest> {
     throw e;
   }
   return parseManifest(text, file);
+}
+
+// ---- autotuning cache ------------------------------------------------------------------------------
+
+/** Default place of the autotuning table: $WGTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/wgtrain, else ~/.cache/wgtrain. */
+export function defaultTuneFile(): string {
+  const dir = process.env.WGTRAIN_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'wgtrain');
+  return join(dir, 'autotune.json');
+}
+
+/**
+ * The autotuner's table in one JSON file, one section per adapter:
+ *   { "schema": 1, "adapters": { "<adapter name>": { "<family>|<class>": TuneEntry, ... } } }
+ * A save re-reads the file and replaces only this adapter's section (another process may have
+ * tuned another adapter), then writes atomically. An unreadable or foreign file is never fatal:
+ * tuning starts from nothing and the next save replaces it.
+ */
+export function fileTuneStore(file = defaultTuneFile()): TuneStore {
+  const readAll = async (): Promise<Record<string, TuneTable['entries']>> => {
+    try {
+      const j = JSON.parse(await readFile(file, 'utf8')) as { schema?: number; adapters?: Record<string, TuneTable['entries']> };
+      return j && j.schema === 1 && j.adapters && typeof j.adapters === 'object' ? j.adapters : {};
+    } catch {
+      return {};
+    }
+  };
+  return {
+    where: file,
+    async load(adapter) {
+      const entries = (await readAll())[adapter];
+      return entries && typeof entries === 'object' ? { schema: 1, adapter, entries } : null;
+    },
+    async save(table) {
+      const adapters = await readAll();
+      adapters[table.adapter] = table.entries;
+      await mkdir(dirname(file), { recursive: true });
+      await writeFileAtomic(file, JSON.stringify({ schema: 1, adapters }, null, 1) + '\n');
+    },
+  };
 }

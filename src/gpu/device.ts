@@ -4,6 +4,7 @@
 
 import { kernelSource, type KernelSpec } from './kernel.js';
 import { BufferPool } from './pool.js';
+import { Tuner } from './tune.js';
 import { packUniforms, uniformByteSize, type UniformSpec, type UniformValues } from './uniforms.js';
 
 /** An error the GPU reported (validation, out-of-memory, device lost): never a silent wrong answer. */
@@ -83,6 +84,8 @@ export class Gpu {
   readonly dispatchesByName = new Map<string, number>();
   /** Called for every dispatch as it is encoded (eager) or replayed; null: no overhead. */
   onDispatch: ((d: DispatchInfo) => void) | null = null;
+  /** Which kernel variant runs per shape class on this adapter (tune.ts). */
+  readonly tuner: Tuner;
 
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
@@ -102,6 +105,7 @@ export class Gpu {
     const info = adapter.info;
     this.adapterName = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
     this.pool = new BufferPool(device, Number(this.limits.maxBufferSize));
+    this.tuner = new Tuner(this);
     device.addEventListener('uncapturederror', (ev) => {
       this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
     });
