@@ -3,6 +3,7 @@
 //
 //   npx esbuild bench/conv-gflops.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=node_modules/.cache/conv.mjs && node node_modules/.cache/conv.mjs [--tune] [--runs N]
+//     [--precision f32|f16] [--only REGEX]
 //
 // (The bundle must sit under the repository so that Node finds the `webgpu` package.)
 // Timing: median (and min) over runs after a warm-up of the wall time of one dispatch sequence,
@@ -10,8 +11,11 @@
 // the software adapter the "GPU" is this process's threads, so GFLOP per CPU-second is a measure of the
 // kernel that other processes competing for the cores disturb less than wall time.
 // --tune sweeps the v2 tile shapes (interleaved rounds, best of each) to pick TILE_FWD/TILE_DX/TILE_DW.
+// --precision f16 runs everything on f16 tensors (f16 storage, f32 arithmetic; needs shader-f16).
+// --only REGEX keeps the rows (or --tune candidates) whose name matches.
 
 import { getGpu, Tensor, type Gpu } from '../src/gpu/index.js';
+import type { DType } from '../src/gpu/tensor.js';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, convFlops, convGeometry, type Conv2dOptions, type TileConfig,
 } from '../src/kernels/conv2d.js';
@@ -20,6 +24,10 @@ import { Rng } from '../src/util/rng.js';
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
 const num = (name: string, dflt: number) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
+const str = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const only = (n: string) => { const re = str('--only'); return re === undefined || new RegExp(re).test(n); };
+const precision = (str('--precision') ?? 'f32') as DType;
+if (precision !== 'f32' && precision !== 'f16') throw new Error(`--precision must be f32 or f16, got ${String(precision)}`);
 
 const xShape = [4, 64, 56, 56], wShape = [64, 64, 3, 3];
 const base: Conv2dOptions = { padding: 1 };
@@ -49,11 +57,11 @@ const gf = (ms: number) => (flops / ms / 1e6).toFixed(2);
 async function main() {
   const gpu = await getGpu();
   const rng = new Rng(1);
-  const x = Tensor.from(gpu, rng.array(geo.N * geo.C * geo.H * geo.W), xShape);
-  const w = Tensor.from(gpu, rng.array(wShape.reduce((a, b) => a * b, 1), -0.1, 0.1), wShape);
-  const b = Tensor.from(gpu, rng.array(geo.K), [geo.K]);
-  const dY = Tensor.from(gpu, rng.array(geo.N * geo.K * geo.P * geo.Q), [geo.N, geo.K, geo.P, geo.Q]);
-  console.log(`adapter: ${gpu.adapterName}; subgroups: ${gpu.hasSubgroups}`);
+  const x = Tensor.from(gpu, rng.array(geo.N * geo.C * geo.H * geo.W), xShape, precision);
+  const w = Tensor.from(gpu, rng.array(wShape.reduce((a, b) => a * b, 1), -0.1, 0.1), wShape, precision);
+  const b = Tensor.from(gpu, rng.array(geo.K), [geo.K], precision);
+  const dY = Tensor.from(gpu, rng.array(geo.N * geo.K * geo.P * geo.Q), [geo.N, geo.K, geo.P, geo.Q], precision);
+  console.log(`adapter: ${gpu.adapterName}; subgroups: ${gpu.hasSubgroups}; storage: ${precision}`);
   console.log(`conv 3×3 ${geo.C}→${geo.K}, ${geo.H}×${geo.W}, batch ${geo.N}, pad 1: ${(flops / 1e9).toFixed(3)} GFLOP per pass`);
 
   if (flag('--tune')) return tune(gpu, x, w, dY);
@@ -75,7 +83,7 @@ async function main() {
     }
   }
   console.log('pass                             median ms   GFLOP/s   (best ms  GFLOP/s)   GFLOP/CPU-s');
-  for (const [name, f] of rows) {
+  for (const [name, f] of rows.filter(([n]) => only(n))) {
     const s = await time(gpu, f, name.includes('v1') ? Math.min(runs, 3) : runs);
     console.log(`${name.padEnd(32)} ${s.wall.toFixed(1).padStart(9)} ${gf(s.wall).padStart(9)}   (${s.wallMin.toFixed(1).padStart(7)} ${gf(s.wallMin).padStart(8)})   ${gf(s.cpu).padStart(8)}`);
   }
@@ -94,7 +102,7 @@ async function tune(gpu: Gpu, x: Tensor, w: Tensor, dY: Tensor) {
       ...tiles.map((t): [string, () => Tensor] => [`dx  ${t.tm}x${t.tk} ${share}`, () => conv2dBackwardInput(dY, w, xShape, o, t)]),
       ...dwTiles.map((t): [string, () => Tensor] => [`dw  ${t.ta}x${t.tb} ${share}`, () => conv2dBackwardWeight(x, dY, wShape, o, t)]),
     ];
-  }).filter(([n]) => !args.includes('--only') || new RegExp(args[args.indexOf('--only') + 1]!).test(n));
+  }).filter(([n]) => only(n));
   for (const [, f] of cands) { f().dispose(); await gpu.sync(); }
   const best = new Map<string, { wall: number; cpu: number }>();
   for (let round = 0; round < num('--rounds', 5); round++) {

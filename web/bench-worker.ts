@@ -5,7 +5,7 @@ import { getGpu, GpuError } from '../src/gpu/device.js';
 import { runBench } from '../src/bench/run.js';
 import { formatReport } from '../src/bench/report.js';
 import { reportHtml } from '../src/bench/html.js';
-import { avoidTiledConv } from './adapter.js';
+import { avoidTiledConv, enableTuning } from './adapter.js';
 
 export type BenchRequest = { quick: boolean; filter: string; e2e: boolean };
 export type BenchMessage =
@@ -17,7 +17,8 @@ export type BenchMessage =
 const scope = self as unknown as { postMessage(m: BenchMessage): void; onmessage: ((ev: MessageEvent<BenchRequest>) => void) | null };
 
 const gpu = getGpu().then(
-  (g) => {
+  async (g) => {
+    await enableTuning(g, (text) => scope.postMessage({ kind: 'line', text }));
     scope.postMessage({ kind: 'ready', adapter: g.adapterName });
     if (avoidTiledConv(g)) scope.postMessage({ kind: 'line', text: `${g.adapterName}: convolutions run the naive v1 kernels (the tiled ones do not compile on this software adapter)` });
     return g;

@@ -36,7 +36,7 @@ import { transformImage, type TrainAugment } from '../src/data/transforms.js';
 import type { RunPlan } from '../src/cli/finetune.js';
 import { loaderSource, progressiveSource } from '../src/train/sources.js';
 import type { DataInfo, Event, LrFindInfo, ModelInfo, Prediction, RunSettings, RunState, SavedRunInfo, SplitInfo } from './protocol.js';
-import { avoidTiledConv } from './adapter.js';
+import { avoidTiledConv, enableTuning } from './adapter.js';
 import { hasIndexedDb, store, type SavedData, type SavedModel } from './store.js';
 
 /** Paths the plan records for the bundled demo: the CLI's own, relative to the package root. */
@@ -127,6 +127,7 @@ export class Session {
     } catch (e) {
       throw e instanceof GpuError ? e : new GpuError((e as Error).message);
     }
+    await enableTuning(this.gpu, (t) => this.log(t));
     if (avoidTiledConv(this.gpu)) this.log(`${this.gpu.adapterName}: using the naive (v1) convolution kernels (the tiled ones do not compile on this software adapter)`);
     return { adapter: this.gpu.adapterName, features: [...this.gpu.features].sort() };
   }
@@ -373,6 +374,7 @@ export class Session {
     let last = 0, lastImages = 0;
     const learner = new Learner(gpu, model, {
       numClasses: plan.classes.length, replay: true,
+      onTune: (key, i, total) => { if (i === 0) this.log(`autotuning ${total} kernel shape class${total === 1 ? '' : 'es'} new to this adapter (once; kept in IndexedDB)`); },
       onProgress: (p) => {
         // Images per second over the last progress interval.
         const now = performance.now(), dn = p.step === 1 ? p.images : p.images - lastImages;

@@ -22,6 +22,7 @@
 import { writeFileSync } from 'node:fs';
 import { installWebGpu } from './env.js';
 import { getGpu, type Gpu } from '../../src/gpu/index.js';
+import { fileTuneStore } from '../../src/data/node.js';
 import { convCase, matmulCase } from '../../src/bench/kernels.js';
 import { vgg16Convs } from '../../src/bench/shapes.js';
 import { measureE2e } from '../../src/bench/e2e.js';
@@ -64,10 +65,18 @@ const layers = vgg16Convs(size, batch);
 
 async function runRow(gpu: Gpu, c: BenchCase, peers: Peer[]): Promise<Row> {
   const row: Row = { id: c.id, family: c.family, shape: c.shape, flops: c.flops, wgtrain: { ms: null }, peers: {} };
-  const inst = c.setup(gpu);
+  let inst = c.setup(gpu);
   const cleanup: (() => void)[] = [() => inst.dispose()];
   try {
-    const outs = inst.run();
+    let outs = inst.run();
+    // A shape new to the autotuner ran its heuristic default: measure the variants (cached per
+    // adapter), then check and time the winner — as `wgtrain bench` and training do.
+    if ((await gpu.tuner.settle()).length) {
+      outs.forEach((t) => t.dispose());
+      inst.dispose();
+      inst = c.setup(gpu);
+      outs = inst.run();
+    }
     const v = await inst.validate(outs);
     const ref = await outs[0]!.read();
     outs.forEach((t) => t.dispose());
@@ -101,7 +110,8 @@ async function runRow(gpu: Gpu, c: BenchCase, peers: Peer[]): Promise<Row> {
 async function main() {
   installWebGpu();
   const gpu = await getGpu();
-  log(`adapter: ${gpu.adapterName}`);
+  if (gpu.tuner.mode !== 'off') await gpu.tuner.attach(fileTuneStore());
+  log(`adapter: ${gpu.adapterName}; autotuning ${gpu.tuner.mode}`);
   const peers: Peer[] = [];
   for (const name of peerNames) {
     try {

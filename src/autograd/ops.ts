@@ -97,18 +97,29 @@ export interface BatchNormArgs {
    * BatchNorm during fine-tuning — Keras' behaviour, and the right default for a frozen base).
    */
   stats: 'batch' | 'running';
+  /**
+   * y = relu(BN(x)). With running statistics this is one fused kernel (recorded as one op whose attrs
+   * say `activation: 'relu'`; ONNX export writes it back as BatchNormalization + Relu). With batch
+   * statistics it is the two ops, unfused.
+   */
+  relu?: boolean;
 }
 
 export function batchNorm(x: Variable, a: BatchNormArgs): Variable {
   const { gamma, beta, runningMean, runningVar, eps } = a;
+  if (a.relu && a.stats !== 'running') return relu(batchNorm(x, { ...a, relu: false }));
   if (a.stats === 'running') {
-    const y = bn.batchNorm2dInference(x.data, gamma.data, beta.data, runningMean, runningVar, eps);
+    const fused = a.relu === true;
+    const y = bn.batchNorm2dInference(x.data, gamma.data, beta.data, runningMean, runningVar, eps, { relu: fused });
     // Backward of an affine map: dX = dY·γ/√(var+ε); dγ = Σ dY·x̂; dβ = Σ dY (x̂ from running stats).
+    // Fused ReLU: first dZ = dY·[y > 0] (y, the saved output, is positive exactly where BN(x) is).
     return record('batchNorm', y, [x, gamma, beta], (dY, needs) => {
-      const g = bn.batchNorm2dInferenceBackward(x.data, dY, gamma.data, runningMean, runningVar, eps,
+      const dZ = fused ? ew.reluBackward(y, dY) : dY;
+      const g = bn.batchNorm2dInferenceBackward(x.data, dZ, gamma.data, runningMean, runningVar, eps,
         { needDX: needs[0], needDGamma: needs[1], needDBeta: needs[2] });
+      if (dZ !== dY) dZ.dispose();
       return [g.dX, g.dGamma, g.dBeta];
-    }, [], { eps, runningMean, runningVar, stats: 'running' });
+    }, [], { eps, runningMean, runningVar, stats: 'running', ...(fused ? { activation: 'relu' } : {}) });
   }
   const r = bn.batchNorm2dTrain(x.data, gamma.data, beta.data, runningMean, runningVar, { eps, momentum: a.momentum, updateStats: true });
   // Saves the batch mean and 1/√(var+ε) so the backward need not recompute them.
@@ -176,24 +187,45 @@ export function logSoftmax(x: Variable): Variable {
 /**
  * y = x·Wᵀ + b (PyTorch Linear). The backward computes only what is needed: no dW/db for a frozen
  * layer, no dX when x needs no gradient (the lowest trainable layer).
+ * activation 'relu': y = relu(x·Wᵀ + b) in the matmul's epilogue (one op, attrs `activation: 'relu'`;
+ * exported as Gemm + Relu); its backward masks dY with [y > 0] first, as `conv2d`'s does.
  */
-export function linear(x: Variable, w: Variable, b: Variable | null): Variable {
-  const y = mm.dense(x.data, w.data, b?.data);
+export function linear(x: Variable, w: Variable, b: Variable | null, activation?: 'relu'): Variable {
+  const fused = activation === 'relu';
+  const y = mm.dense(x.data, w.data, b?.data, fused ? { relu: true } : {});
   const inputs = b ? [x, w, b] : [x, w];
   return record('linear', y, inputs, (dY, needs) => {
-    const g = mm.denseBackward(x.data, w.data, dY, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    const dZ = fused ? ew.reluBackward(y, dY) : dY;
+    const g = mm.denseBackward(x.data, w.data, dZ, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    if (dZ !== dY) dZ.dispose();
     return [g.dX ?? null, g.dW ?? null, g.db ?? null];
-  });
+  }, [], fused ? { activation: 'relu' } : {});
 }
 
-/** 2-D convolution; the same skipping rules as `linear`. Saves nothing beyond its inputs. */
+/**
+ * 2-D convolution; the same skipping rules as `linear`. Saves nothing beyond its inputs (and, fused
+ * with a ReLU, its output).
+ * opts.activation = 'relu' fuses y = relu(conv(x) + b) into the convolution's dispatch (one op on the
+ * tape, attrs `activation: 'relu'`; ONNX export writes Conv + Relu). Its backward is the unfused
+ * chain's: dZ = dY·[y > 0] (reluBackward on the saved OUTPUT y, which is positive exactly where the
+ * pre-activation z is, so the mask and the gradients are the unfused path's bit for bit), then the
+ * convolution's backward on dZ.
+ */
 export function conv2d(x: Variable, w: Variable, b: Variable | null, opts: conv.Conv2dOptions): Variable {
   const y = conv.conv2d(x.data, w.data, b?.data, opts);
   const inputs = b ? [x, w, b] : [x, w];
+  const fused = opts.activation === 'relu';
   return record('conv2d', y, inputs, (dY, needs) => {
-    const g = conv.conv2dBackward(x.data, w.data, dY, opts, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    const dZ = fused ? ew.reluBackward(y, dY) : dY;
+    const g = conv.conv2dBackward(x.data, w.data, dZ, opts, { needDX: needs[0], needDW: needs[1], needDB: b ? needs[2] : false });
+    if (dZ !== dY) dZ.dispose();
     return [g.dX ?? null, g.dW ?? null, g.db ?? null];
   }, [], { ...opts });
+}
+
+/** relu(conv2d(x, w) + b) in one forward dispatch (see `conv2d`'s `activation`). */
+export function conv2dRelu(x: Variable, w: Variable, b: Variable | null, opts: conv.Conv2dOptions): Variable {
+  return conv2d(x, w, b, { ...opts, activation: 'relu' });
 }
 
 // ---- ops of imported graphs (activations, data movement, LRN) -----------------------------------

@@ -7,13 +7,13 @@
 // poorly shaped loads.
 
 import type { Gpu } from '../gpu/device.js';
-import { Tensor } from '../gpu/tensor.js';
+import { Tensor, f16Bits, f16Value, type DType } from '../gpu/tensor.js';
 import { matmul, pickTile } from '../kernels/matmul.js';
 import {
   conv2d, conv2dBackwardInput, conv2dBackwardWeight, convFlops, convGeometry, pickVersion, shareMode,
   TILE_DW, TILE_DX, TILE_FWD, type Conv2dOptions,
 } from '../kernels/conv2d.js';
-import { maxPool2d, maxPool2dBackward, readArgmax, type MaxPool2dOptions } from '../kernels/pool.js';
+import { maxPool2d, maxPool2dBackward, poolBackwardVersions, readArgmax, type MaxPool2dOptions } from '../kernels/pool.js';
 import { batchNorm2dBackward, batchNorm2dTrain } from '../kernels/batchnorm.js';
 import { relu, reluBackward } from '../kernels/elementwise.js';
 import { defaultSoftmaxVersion, labelsTensor, softmaxCrossEntropy, softmaxCrossEntropyBackward } from '../kernels/softmax.js';
@@ -37,10 +37,20 @@ const TOL_MAP = 1e-5;
 const REF_BUDGET = 3e7;
 
 const F = 4; // bytes per f32
+/** f16 storage (`bench --precision f16`): the output's own rounding is ~5e-4 of its scale. */
+const TOL_F16 = 3e-3;
 const dims = (s: readonly number[]) => `[${s.join(',')}]`;
 
-function upload(gpu: Gpu, data: Float32Array, shape: readonly number[]): Tensor {
-  return Tensor.from(gpu, data, shape);
+function upload(gpu: Gpu, data: Float32Array, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+  return Tensor.from(gpu, data, shape, dtype);
+}
+
+/**
+ * Seeded inputs as the kernel will see them: in f16 the CPU copy is rounded to f16 first, so the
+ * reference sees exactly the stored values and the check measures only the kernel's own error.
+ */
+function asStored(a: Float32Array, dtype: DType): Float32Array {
+  return dtype === 'f16' ? a.map((v) => f16Value(f16Bits(v))) : a;
 }
 
 function disposeAll(...ts: (Tensor | null | undefined)[]) { for (const t of ts) t?.dispose(); }
@@ -50,17 +60,17 @@ function disposeAll(...ts: (Tensor | null | undefined)[]) { for (const t of ts) 
 export interface MatmulShape { M: number; N: number; K: number; transA?: boolean; transB?: boolean }
 
 /** C[M,N] = op(A)·op(B). Checked on 8 rows of C (each row needs one row of op(A) and all of B). */
-export function matmulCase(id: string, source: string, s: MatmulShape): BenchCase {
+export function matmulCase(id: string, source: string, s: MatmulShape, dtype: DType = 'f32'): BenchCase {
   const { M, N, K, transA = false, transB = false } = s;
   const aShape = transA ? [K, M] : [M, K], bShape = transB ? [N, K] : [K, N];
   return {
     id: `matmul/${id}`, family: 'matmul', source,
-    shape: `${transA ? 'Aᵀ' : 'A'}${dims(aShape)}·${transB ? 'Bᵀ' : 'B'}${dims(bShape)}`,
-    flops: 2 * M * N * K, bytes: F * (M * K + K * N + M * N),
+    shape: `${transA ? 'Aᵀ' : 'A'}${dims(aShape)}·${transB ? 'Bᵀ' : 'B'}${dims(bShape)}${dtype === 'f16' ? ' f16' : ''}`,
+    flops: 2 * M * N * K, bytes: (dtype === 'f16' ? 2 : F) * (M * K + K * N + M * N),
     setup(gpu) {
       const rng = new Rng(1);
-      const A = rng.array(M * K), B = rng.array(K * N);
-      const a = upload(gpu, A, aShape), b = upload(gpu, B, bShape);
+      const A = asStored(rng.array(M * K), dtype), B = asStored(rng.array(K * N), dtype);
+      const a = upload(gpu, A, aShape, dtype), b = upload(gpu, B, bShape, dtype);
       const t = pickTile(M);
       return {
         variant: `v2 ${t.TM}×${t.TN}${gpu.hasSubgroups ? ' sg' : ''}`,
@@ -72,7 +82,7 @@ export function matmulCase(id: string, source: string, s: MatmulShape): BenchCas
           const aRows = new Float32Array(rows.length * K);
           rows.forEach((r, i) => { for (let k = 0; k < K; k++) aRows[i * K + k] = transA ? A[k * M + r]! : A[r * K + k]!; });
           const ref = matmulRef(aRows, B, rows.length, N, K, { transB });
-          return compare(`rows ${rows.join(',')}`, takeRows(await c!.read(), N, rows), ref, TOL_REDUCE);
+          return compare(`rows ${rows.join(',')}`, takeRows(await c!.read(), N, rows), ref, dtype === 'f16' ? TOL_F16 : TOL_REDUCE);
         },
         dispose: () => disposeAll(a, b),
       };
@@ -84,24 +94,25 @@ export function matmulCase(id: string, source: string, s: MatmulShape): BenchCas
 
 export type ConvPass = 'fwd' | 'dx' | 'dw';
 
-export function convCase(l: ConvLayer, pass: ConvPass): BenchCase {
+export function convCase(l: ConvLayer, pass: ConvPass, dtype: DType = 'f32'): BenchCase {
   const xShape = [l.N, l.C, l.H, l.W], wShape = [l.K, l.C, l.R, l.R];
   const opts: Conv2dOptions = { stride: l.stride, padding: l.pad };
   const g = convGeometry(xShape, wShape, opts);
   const yShape = [g.N, g.K, g.P, g.Q];
   const nx = g.N * g.C * g.H * g.W, nw = g.K * g.C * g.R * g.S, ny = g.N * g.K * g.P * g.Q;
   const HW = g.H * g.W, PQ = g.P * g.Q, RS = g.R * g.S;
-  const bytes = F * (pass === 'fwd' ? nx + nw + g.K + ny : pass === 'dx' ? ny + nw + nx : nx + ny + nw);
+  const bytes = (dtype === 'f16' ? 2 : F) * (pass === 'fwd' ? nx + nw + g.K + ny : pass === 'dx' ? ny + nw + nx : nx + ny + nw);
   const family: Family = `conv2d.${pass}`;
   return {
     id: `${family}/${l.model}.${l.name}`, family,
     source: `${l.model === 'vgg16' ? 'VGG16' : 'ResNet34'} ${l.name}${l.count > 1 ? ` (×${l.count})` : ''}`,
-    shape: `x${dims(xShape)} w${dims(wShape)}${l.stride > 1 ? ` s${l.stride}` : ''}${l.pad ? ` p${l.pad}` : ''}`,
+    shape: `x${dims(xShape)} w${dims(wShape)}${l.stride > 1 ? ` s${l.stride}` : ''}${l.pad ? ` p${l.pad}` : ''}${dtype === 'f16' ? ' f16' : ''}`,
     flops: convFlops(g), bytes,
     setup(gpu) {
       const rng = new Rng(2);
-      const X = rng.array(nx), Wt = rng.array(nw, -0.1, 0.1), B = rng.array(g.K), DY = rng.array(ny);
-      const x = upload(gpu, X, xShape), w = upload(gpu, Wt, wShape), b = upload(gpu, B, [g.K]), dY = upload(gpu, DY, yShape);
+      const [X, Wt, B, DY] = [rng.array(nx), rng.array(nw, -0.1, 0.1), rng.array(g.K), rng.array(ny)].map((a) => asStored(a, dtype)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+      const x = upload(gpu, X, xShape, dtype), w = upload(gpu, Wt, wShape, dtype), b = upload(gpu, B, [g.K], dtype), dY = upload(gpu, DY, yShape, dtype);
+      const tol = dtype === 'f16' ? TOL_F16 : TOL_REDUCE;
       const version = pickVersion(g, pass);
       const tile = pass === 'fwd' ? `${TILE_FWD.tm}×${TILE_FWD.tk}` : pass === 'dx' ? `${TILE_DX.tm}×${TILE_DX.tk}` : `${TILE_DW.ta}×${TILE_DW.tb}`;
       const allN = spread(g.N, g.N), allC = spread(g.C, g.C), allK = spread(g.K, g.K);
@@ -117,19 +128,19 @@ export function convCase(l: ConvLayer, pass: ConvPass): BenchCase {
             // y[n, k] needs x[n] and w[k] only.
             const ks = spread(g.K, channelsFor(g.C * RS * PQ * ns.length));
             const ref = conv2dRef(take(X, g.C, HW, ns, allC), [ns.length, g.C, g.H, g.W], takeRows(Wt, g.C * RS, ks), [ks.length, g.C, g.R, g.S], pick(B, ks), opts).y;
-            return compare(`n∈{${ns}} k∈{${ks}}`, take(got, g.K, PQ, ns, ks), ref, TOL_REDUCE);
+            return compare(`n∈{${ns}} k∈{${ks}}`, take(got, g.K, PQ, ns, ks), ref, tol);
           }
           if (pass === 'dx') {
             // dX[n, c] needs dY[n] and w[:, c] only.
             const cs = spread(g.C, channelsFor(g.K * RS * PQ * ns.length));
             const ref = conv2dBackwardInputRef(take(DY, g.K, PQ, ns, allK), take(Wt, g.C, RS, allK, cs), [g.K, cs.length, g.R, g.S], [ns.length, cs.length, g.H, g.W], opts);
-            return compare(`n∈{${ns}} c∈{${cs}}`, take(got, g.C, HW, ns, cs), ref, TOL_REDUCE);
+            return compare(`n∈{${ns}} c∈{${cs}}`, take(got, g.C, HW, ns, cs), ref, tol);
           }
           // dW[k, c] needs x[:, c] and dY[:, k] over the whole batch.
           const per = channelsFor(g.N * RS * PQ, 16);
           const ks = spread(g.K, Math.max(1, Math.floor(Math.sqrt(per)))), cs = spread(g.C, Math.max(1, Math.floor(per / ks.length)));
           const ref = conv2dBackwardWeightRef(take(X, g.C, HW, allN, cs), [g.N, cs.length, g.H, g.W], take(DY, g.K, PQ, allN, ks), [ks.length, cs.length, g.R, g.S], opts);
-          return compare(`k∈{${ks}} c∈{${cs}}`, take(got, g.C, RS, ks, cs), ref, TOL_REDUCE);
+          return compare(`k∈{${ks}} c∈{${cs}}`, take(got, g.C, RS, ks, cs), ref, tol);
         },
         dispose: () => disposeAll(x, w, b, dY),
       };
@@ -173,7 +184,7 @@ export function poolCase(l: PoolLayer, pass: 'fwd' | 'bwd'): BenchCase {
       const ns = spread(l.N, 2), allC = spread(l.C, l.C);
       const sub = [ns.length, l.C, l.H, l.W];
       return {
-        variant: 'v1',
+        variant: pass === 'bwd' && poolBackwardVersions(xShape, opts).includes(2) ? 'v2' : 'v1',
         inputs: { x: X, dY: DY },
         run: () => {
           if (pass === 'bwd') return [maxPool2dBackward(dY, fwd!.argmax, xShape, opts)];
@@ -270,7 +281,7 @@ export function reluCase(l: ActLayer, pass: 'fwd' | 'bwd'): BenchCase {
       const X = rng.array(n), DY = rng.array(n);
       const x = upload(gpu, X, shape), dY = upload(gpu, DY, shape);
       return {
-        variant: 'v1',
+        variant: 'v2',
         inputs: { x: X, dY: DY },
         run: () => [pass === 'fwd' ? relu(x) : reluBackward(x, dY)],
         validate: async ([y]) => compare('all', await y!.read(), pass === 'fwd' ? reluRef(X) : reluBackwardRef(X, DY), TOL_MAP),

@@ -107,13 +107,31 @@ export function e2eTable(es: readonly E2eResult[]): string {
   ]));
 }
 
+/**
+ * The autotuner's choices for the cases run: per shape class, the heuristic default and the winner
+ * with their measured ms (on the tuner's trial shape, which may be scaled down from the case's).
+ */
+export function tuningTable(ks: readonly KernelResult[]): string {
+  const seen = new Map<string, NonNullable<KernelResult['tuning']>[number]>();
+  for (const k of ks) for (const t of k.tuning ?? []) seen.set(t.key, t);
+  if (!seen.size) return '';
+  const rows = [...seen.values()].map((t) => {
+    const tried = Object.values(t.ms);
+    const d = t.ms[t.default] ?? null, p = t.ms[t.pick] ?? null;
+    return [t.key, t.default, f(d, 3), t.pick, f(p, 3), d !== null && p !== null ? `${f(d / p)}×` : '—',
+      `${tried.length}${tried.some((v) => v === null) ? ` (${tried.filter((v) => v === null).length} rejected)` : ''}`];
+  });
+  return table(['tuned class', 'default', 'ms', 'winner', 'ms', 'speedup', 'candidates'], rows);
+}
+
 export function formatReport(r: BenchReport): string {
   const rf = r.roofline;
   return [
-    `wgtrain bench ${r.quick ? '--quick ' : ''}on ${r.adapter} (${r.timing} timing; wgtrain ${r.wgtrainVersion})`,
+    `wgtrain bench ${r.quick ? '--quick ' : ''}${r.precision === 'f16' ? '--precision f16 ' : ''}on ${r.adapter} (${r.timing} timing; wgtrain ${r.wgtrainVersion})`,
     `roofline: compute ${f(rf.peakGflops)} GFLOP/s (${rf.peakProbe}), memory ${f(rf.copyGBs)} GB/s (${rf.copyProbe})`,
     '',
     kernelTable(r.kernels),
+    ...(tuningTable(r.kernels) ? ['', `autotuning (${r.tuning ?? 'auto'}): winners per shape class`, tuningTable(r.kernels)] : []),
     ...(r.e2e.length ? ['', e2eTable(r.e2e)] : []),
     '',
     `${r.kernels.length} kernel cases, ${r.e2e.length} end-to-end cases in ${r.seconds.toFixed(0)} s`,

@@ -4,9 +4,12 @@
 // Steps of one kernel case:
 //   1. setup: seeded inputs uploaded; CPU copies kept for the reference.
 //   2. launch once (recording which kernels it dispatches: the variant that actually ran); validate
-//      its outputs. A case that fails is reported (FAIL in the table, the error in the JSON) and
+//      its outputs.
+//   3. the launchers asked the autotuner (gpu/tune.ts) which variant to run; a shape class new to
+//      this adapter ran its heuristic default and is measured now (all candidates; the table is
+//      cached), then the case is set up again and the winner validated. A case that fails is reported (FAIL in the table, the error in the JSON) and
 //      never timed: a fast wrong kernel is not a result.
-//   3. timeLaunch (timing.ts): one more warm launch sizes the repetitions, then `samples` samples.
+//   4. timeLaunch (timing.ts): one more warm launch sizes the repetitions, then `samples` samples.
 // After all cases, a case faster than a probe raises the roofline (roofline.ts) and the percentages
 // are recomputed against it.
 
@@ -32,6 +35,8 @@ export interface BenchOptions {
   /** Replace the configuration's cases (tests, the peer harness). */
   cases?: BenchCase[];
   e2eCases?: E2eCase[];
+  /** Storage precision of the matmul and conv cases ('f16' needs shader-f16; runs only those families, no end-to-end). */
+  precision?: 'f32' | 'f16';
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
   /** `bench --trace`: traces the end-to-end steps. */
@@ -51,14 +56,32 @@ export async function measureCase(gpu: Gpu, c: BenchCase, roof: Roofline | null,
   try {
     inst = c.setup(gpu);
     result.variant = inst.variant;
-    // Record what the first launch dispatches (chained to any observer already installed).
-    const names = new Set<string>();
-    const prev = gpu.onDispatch;
-    gpu.onDispatch = (d) => { names.add(d.name); prev?.(d); };
-    let outs;
-    try { outs = inst.run(); } finally { gpu.onDispatch = prev; }
-    result.kernels = [...names];
-    try { result.validation = await inst.validate(outs); } finally { for (const t of outs) t.dispose(); }
+    // Record what the launch dispatches (chained to any observer already installed), and which
+    // autotuning classes it asks about.
+    const keys = new Set<string>();
+    const launch = async () => {
+      const names = new Set<string>();
+      const prev = gpu.onDispatch;
+      gpu.onDispatch = (d) => { names.add(d.name); prev?.(d); };
+      gpu.tuner.onChoose = (k) => keys.add(k);
+      let outs;
+      try { outs = inst!.run(); } finally { gpu.onDispatch = prev; gpu.tuner.onChoose = null; }
+      result.kernels = [...names];
+      try { result.validation = await inst!.validate(outs); } finally { for (const t of outs) t.dispose(); }
+    };
+    await launch();
+    // Classes new to the tuner ran their heuristic default: measure them, then set the case up
+    // afresh (a launch may update state in place) and validate the winner before timing it.
+    if ((await gpu.tuner.settle()).length && result.validation.ok) {
+      inst.dispose();
+      inst = c.setup(gpu);
+      await launch();
+    }
+    result.tuning = [...keys].flatMap((key) => {
+      const e = gpu.tuner.entry(key);
+      return e ? [{ key, pick: e.pick, default: e.candidates[0]!, ms: e.ms }] : [];
+    });
+    if (result.tuning.length) result.variant = result.tuning.map((t) => t.pick).join('+');
     if (!result.validation.ok) {
       result.error = `wrong result: ${result.validation.what}: error ${result.validation.err.toExponential(2)} > ${result.validation.tol}`;
       return result;
@@ -94,7 +117,12 @@ export async function runBench(gpu: Gpu, o: BenchOptions = {}): Promise<BenchRep
   const roofline = await measureRoofline(gpu, { ...cfg.roofline, time });
   log(`  compute ${roofline.peakGflops.toFixed(2)} GFLOP/s, memory ${roofline.copyGBs.toFixed(2)} GB/s`);
 
-  const cases = (o.cases ?? kernelCases(cfg)).filter((c) => keep(c.id));
+  const precision = o.precision ?? 'f32';
+  if (precision === 'f16') {
+    if (!gpu.features.has('shader-f16')) throw new Error(`--precision f16 needs the adapter's shader-f16 feature, which ${gpu.adapterName} lacks`);
+    log('precision f16: matmul and conv2d cases with f16 storage (f32 arithmetic); the other families and training are f32-only');
+  }
+  const cases = (o.cases ?? kernelCases(cfg, precision)).filter((c) => keep(c.id));
   const kernels: KernelResult[] = [];
   for (const [i, c] of cases.entries()) {
     const r = await measureCase(gpu, c, roofline, time);
@@ -115,7 +143,7 @@ export async function runBench(gpu: Gpu, o: BenchOptions = {}): Promise<BenchRep
   }
 
   let e2e: E2eResult[] = [];
-  if (o.e2e !== false) {
+  if (o.e2e !== false && precision === 'f32') {
     const ecs = (o.e2eCases ?? cfg.e2e).filter((c) => keep(e2eId(c)));
     e2e = await measureE2eAll(gpu, ecs, { steps: cfg.e2eSteps, warmup: cfg.e2eWarmup, trace: o.trace }, (r) => {
       log(`${r.id}: ${r.error ? `error: ${r.error}` : `${r.msPerStep!.toFixed(0)} ms/step, ${r.imgPerSec!.toFixed(1)} img/s, peak ${r.peakMiB!.toFixed(0)} MiB`}`);
@@ -124,7 +152,7 @@ export async function runBench(gpu: Gpu, o: BenchOptions = {}): Promise<BenchRep
 
   return {
     schema: SCHEMA, wgtrainVersion: VERSION, date: new Date().toISOString(),
-    adapter: gpu.adapterName, features: [...gpu.features].sort(), quick: o.quick ?? false, timing: method,
+    adapter: gpu.adapterName, features: [...gpu.features].sort(), quick: o.quick ?? false, timing: method, tuning: gpu.tuner.mode, precision,
     roofline: raised, kernels, e2e, seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -2,6 +2,7 @@
 // 224) or --quick (the same families at 56×56, small heads, one small end-to-end model), both
 // narrowed by --filter.
 
+import type { DType } from '../gpu/tensor.js';
 import type { Tile } from '../kernels/matmul.js';
 import type { E2eCase } from './e2e.js';
 import {
@@ -70,18 +71,22 @@ export function suiteConfig(quick: boolean, e2eBatch?: number): SuiteConfig {
   };
 }
 
-/** Every kernel case of a configuration, families in the issue's order. */
-export function kernelCases(c: SuiteConfig): BenchCase[] {
+/**
+ * Every kernel case of a configuration, families in the issue's order. With f16 storage only the
+ * families that have it (matmul, conv2d) — the others are f32-only kernels.
+ */
+export function kernelCases(c: SuiteConfig, dtype: DType = 'f32'): BenchCase[] {
   const { size: s, batch: N, headBatch: HB } = c;
   const out: BenchCase[] = [];
-  out.push(matmulCase(`${c.matmul}`, `square ${c.matmul}³`, { M: c.matmul, N: c.matmul, K: c.matmul }));
+  out.push(matmulCase(`${c.matmul}`, `square ${c.matmul}³`, { M: c.matmul, N: c.matmul, K: c.matmul }, dtype));
   for (const d of denseLayers(HB, CLASSES)) {
     const src = `${d.model === 'vgg16' ? 'VGG16' : 'ResNet34'} ${d.name}`;
-    out.push(matmulCase(`${d.model}.${d.name}.fwd`, `${src} y = x·Wᵀ`, { M: d.N, N: d.K, K: d.C, transB: true }));
-    out.push(matmulCase(`${d.model}.${d.name}.dW`, `${src} dW = dYᵀ·x`, { M: d.K, N: d.C, K: d.N, transA: true }));
+    out.push(matmulCase(`${d.model}.${d.name}.fwd`, `${src} y = x·Wᵀ`, { M: d.N, N: d.K, K: d.C, transB: true }, dtype));
+    out.push(matmulCase(`${d.model}.${d.name}.dW`, `${src} dW = dYᵀ·x`, { M: d.K, N: d.C, K: d.N, transA: true }, dtype));
   }
   const convs = [...vgg16Convs(s, N), ...resnet34Convs(s, N)];
-  for (const pass of ['fwd', 'dx', 'dw'] as ConvPass[]) for (const l of convs) out.push(convCase(l, pass));
+  for (const pass of ['fwd', 'dx', 'dw'] as ConvPass[]) for (const l of convs) out.push(convCase(l, pass, dtype));
+  if (dtype === 'f16') return out;
   const pools = [...vgg16Pools(s, N), ...resnet34Pools(s, N)];
   for (const pass of ['fwd', 'bwd'] as const) for (const l of pools) out.push(poolCase(l, pass));
   for (const pass of ['fwd', 'bwd'] as const) for (const l of resnet34Norms(s, N)) out.push(batchNormCase(l, pass));

@@ -17,7 +17,7 @@
 import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { getGpu, type Gpu } from '../gpu/device.js';
+import type { Gpu } from '../gpu/device.js';
 import { freezeTo, groupParameters } from '../nn/groups.js';
 import { slice, spreadLr } from '../optim/lr.js';
 import { Learner } from '../train/learner.js';
@@ -26,7 +26,7 @@ import {
   kernelCounts, layerKernels, layerOfParam, STEP_PHASES, TraceRecorder, tracedTrainStep, type StepPhase, type TracedStep,
 } from '../train/trace.js';
 import { Rng } from '../util/rng.js';
-import { demoDataPath, demoModelPath, loadOnnx, parseSizes, positiveInt, resolveRecipe } from './session.js';
+import { demoDataPath, demoModelPath, loadOnnx, openGpu, parseSizes, positiveInt, resolveRecipe } from './session.js';
 import { UserError } from './errors.js';
 
 export interface ExplainFlags {
@@ -133,7 +133,7 @@ function classFolders(dir: string, what: string): string[] {
 
 export async function explainCommand(flags: ExplainFlags) {
   const o = explainOptions(flags);
-  const gpu = await getGpu();
+  const gpu = await openGpu({}, 'cached');
   const plan = await explainPlan(gpu, o, (s) => process.stderr.write(`warning: ${s}\n`));
   process.stdout.write(flags.json ? `${JSON.stringify(plan)}\n` : formatPlan(plan));
   gpu.destroy();

@@ -11,7 +11,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { getGpu, type Gpu } from '../gpu/device.js';
+import type { Gpu } from '../gpu/device.js';
 import { Tensor } from '../gpu/tensor.js';
 import * as ops from '../autograd/ops.js';
 import { noGrad, releaseTape, type Variable } from '../autograd/variable.js';
@@ -29,8 +29,8 @@ import { writeFileAtomic } from '../data/node.js';
 import type { Preprocessing } from '../data/preprocessing.js';
 import type { TrainAugment } from '../data/transforms.js';
 import {
-  bar, demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, parseSizes, positiveInt,
-  progressiveSource, resolveRecipe, StatusLine, writeJson,
+  bar, demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, openGpu, parseSizes, positiveInt,
+  progressiveSource, resolveRecipe, StatusLine, tuneProgress, writeJson,
 } from './session.js';
 import { UserError } from './errors.js';
 
@@ -38,7 +38,7 @@ export interface FinetuneFlags {
   model?: string; data?: string; out?: string; epochs?: string; freezeEpochs?: string; lr?: string;
   batch?: string; size?: string; mode?: string; unfreeze?: string; valSplit?: string; seed?: string;
   resume?: string; json?: boolean; memoryBudget?: string; replay?: boolean; minScale?: string; augment?: boolean;
-  trace?: string; traceSteps?: string;
+  trace?: string; traceSteps?: string; autotune?: string;
 }
 
 /** The plan of a run: everything needed to resume it exactly (stored in the checkpoint). */
@@ -89,7 +89,7 @@ export async function finetuneCommand(flags: FinetuneFlags) {
   const valSplit = fraction('--val-split', flags.valSplit, prev?.valSplit ?? 0.2);
   const budget = positiveInt('--memory-budget', flags.memoryBudget, 2048) * 2 ** 20;
 
-  const gpu = await getGpu();
+  const gpu = await openGpu(flags);
   const t0 = performance.now();
   const loaded = await loadOnnx(gpu, modelPath, warn);
   if (prev && loaded.hash !== prev.modelHash) throw new UserError(`--resume: '${modelPath}' is not the model the run started from (its contents changed); restore it or start a new run`);
@@ -181,7 +181,7 @@ async function runFinetune(
   const { out, classes, seed, sizes } = plan;
   const learner = new Learner(gpu, model, {
     numClasses: classes.length, replay: flags.replay !== false,
-    onProgress: (p) => status.update(progressText(p)),
+    onProgress: (p) => status.update(progressText(p)), onTune: tuneProgress(gpu, status),
   });
   const trace = startTrace(gpu, learner, flags);
   let resume: { stage: 'head' | 'unfrozen'; epoch: number } | undefined;
@@ -328,6 +328,7 @@ async function runFeatures(gpu: Gpu, model: OnnxModule, modelHash: string, plan:
   const learner = new Learner(gpu, new HeadOnly(w, b), {
     numClasses: plan.classes.length, replay: flags.replay !== false,
     onProgress: (p) => status.update(`head epoch ${p.epoch}/${p.epochs} ${bar(p.step, p.steps)} loss ${p.loss.toFixed(4)}`),
+    onTune: tuneProgress(gpu, status),
     onEpochEnd: (r) => status.log(`features epoch ${r.epoch}/${r.epochs}  train loss ${r.trainLoss.toFixed(4)} acc ${(100 * r.trainAcc).toFixed(1)}%  val loss ${r.valLoss?.toFixed(4)} acc ${(100 * (r.valAcc ?? 0)).toFixed(1)}%  ${(r.ms).toFixed(0)} ms`),
   });
   const trace = startTrace(gpu, learner, flags);

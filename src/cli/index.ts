@@ -48,6 +48,7 @@ export async function main(argv: string[]) {
     .option('--no-replay', 'run every step eagerly (no captured-step replay)')
     .option('--trace <file>', 'write a Chrome trace (Perfetto, chrome://tracing): every kernel of the first training steps with layer, shapes, FLOPs, bytes, GPU time')
     .option('--trace-steps <n|all>', 'steps traced per stage with --trace (default 3)')
+    .option('--autotune <auto|cached|off>', 'kernel autotuning: measure new shape classes once and cache the winners per adapter (auto, default), use only cached ones, or heuristics only')
     .option('--json', 'print one JSON summary on stdout')
     .action(finetuneCommand);
 
@@ -63,6 +64,7 @@ export async function main(argv: string[]) {
     .option('--trace-steps <n|all>', 'steps traced with --trace (default 3)')
     .option('--val-split <f>', 'validation fraction held out (default 0.2)')
     .option('--seed <n>', 'seed (default 42)')
+    .option('--autotune <auto|cached|off>', 'kernel autotuning: measure new shape classes once and cache the winners per adapter (auto, default), use only cached ones, or heuristics only')
     .option('--json', 'print one JSON object')
     .action(lrFindCommand);
 

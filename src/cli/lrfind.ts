@@ -4,16 +4,15 @@
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { getGpu } from '../gpu/device.js';
 import { freeze } from '../nn/groups.js';
 import { Learner } from '../train/learner.js';
 import { lrFind } from '../train/lrfind.js';
 import { lrFindPlot } from '../train/plots.js';
 import { startTrace, writeTrace } from './finetune.js';
 import { writeFileAtomic } from '../data/node.js';
-import { demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, positiveInt, StatusLine, writeJson } from './session.js';
+import { demoDataPath, demoModelPath, fraction, loadOnnx, loaderSource, openData, openGpu, positiveInt, StatusLine, tuneProgress, writeJson } from './session.js';
 
-export interface LrFindFlags { model?: string; data?: string; out?: string; batch?: string; seed?: string; valSplit?: string; iterations?: string; unfrozen?: boolean; json?: boolean; trace?: string; traceSteps?: string }
+export interface LrFindFlags { model?: string; data?: string; out?: string; batch?: string; seed?: string; valSplit?: string; iterations?: string; unfrozen?: boolean; json?: boolean; trace?: string; traceSteps?: string; autotune?: string }
 
 export async function lrFindCommand(flags: LrFindFlags) {
   const status = new StatusLine();
@@ -21,13 +20,13 @@ export async function lrFindCommand(flags: LrFindFlags) {
   const out = resolve(flags.out ?? 'wgtrain-out');
   mkdirSync(out, { recursive: true });
   const seed = positiveInt('--seed', flags.seed, 42, 0);
-  const gpu = await getGpu();
+  const gpu = await openGpu(flags);
   const loaded = await loadOnnx(gpu, flags.model ?? demoModelPath(), warn);
   const data = await openData(resolve(flags.data ?? demoDataPath()), out, { valSplit: fraction('--val-split', flags.valSplit, 0.2), seed }, warn);
   const model = loaded.model;
   model.cutAt('before-last-gemm', data.dataset.classes.length, seed);
   if (!flags.unfrozen) freeze(model);
-  const learner = new Learner(gpu, model, { numClasses: data.dataset.classes.length });
+  const learner = new Learner(gpu, model, { numClasses: data.dataset.classes.length, onTune: tuneProgress(gpu, status) });
   const train = loaderSource(data.dataset, data.split.train, loaded.preprocessing, { batch: positiveInt('--batch', flags.batch, 32), train: true, seed });
   const trace = startTrace(gpu, learner, flags, 'lr-find');
   const r = await lrFind(learner, train, { numIt: positiveInt('--iterations', flags.iterations, 100, 10) });

@@ -5,19 +5,18 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { checkpointMeta, loadCheckpoint } from '../train/checkpoint.js';
 import type { Preprocessing } from '../data/preprocessing.js';
 import { basename, dirname, resolve } from 'node:path';
-import { getGpu } from '../gpu/device.js';
 import { Learner, type BatchSource } from '../train/learner.js';
 import { NodeFileSource, SharpDecoder, openImageFolder } from '../data/node.js';
 import { transformImage } from '../data/transforms.js';
 import { classReport } from './finetune.js';
-import { loadOnnx, loaderSource, positiveInt, StatusLine, writeJson } from './session.js';
+import { loadOnnx, loaderSource, openGpu, positiveInt, StatusLine, writeJson } from './session.js';
 import { UserError } from './errors.js';
 
 export interface PredictFlags { model: string; top?: string; json?: boolean }
 
 /** A fine-tuned model from its model.onnx, or from a checkpoint (rebuilt from the base model it names). */
 async function loadClassifier(path: string, warn: (s: string) => void) {
-  const gpu = await getGpu();
+  const gpu = await openGpu({}, 'cached');
   let loaded: Awaited<ReturnType<typeof loadOnnx>>;
   if (path.endsWith('.safetensors')) {
     if (!existsSync(path)) throw new UserError(`checkpoint '${path}' does not exist`);

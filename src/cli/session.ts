@@ -5,11 +5,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Gpu } from '../gpu/device.js';
+import { getGpu, type Gpu } from '../gpu/device.js';
+import { TUNE_MODES, type TuneMode } from '../gpu/tune.js';
 import { readModel } from '../onnx/reader.js';
 import { importModel, type OnnxModule } from '../onnx/import.js';
 import { checkPreprocessing, defaultPreprocessing, type Preprocessing } from '../data/preprocessing.js';
-import { openImageFolder, loadSplitManifest, saveSplitManifest, writeFileAtomic } from '../data/node.js';
+import { fileTuneStore, openImageFolder, loadSplitManifest, saveSplitManifest, writeFileAtomic } from '../data/node.js';
 import { resolveSplit, stratifiedSplit, type Split } from '../data/split.js';
 import type { ImageFolder } from '../data/folder.js';
 import type { TrainAugment } from '../data/transforms.js';
@@ -21,6 +22,28 @@ export function packageRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) { if (existsSync(join(d, 'package.json'))) return d; d = dirname(d); }
   return process.cwd();
+}
+
+/**
+ * The GPU for a command, with the autotuner set up (gpu/tune.ts): mode from --autotune, else
+ * WGTRAIN_AUTOTUNE, else `dflt` (training commands measure new shape classes; one-shot commands
+ * only use what is already measured), and the table in the user's cache (data/node.ts defaultTuneFile).
+ */
+export async function openGpu(flags: { autotune?: string }, dflt: TuneMode = 'auto'): Promise<Gpu> {
+  const mode = flags.autotune ?? process.env.WGTRAIN_AUTOTUNE ?? dflt;
+  if (!(TUNE_MODES as readonly string[]).includes(mode)) throw new UserError(`--autotune must be one of ${TUNE_MODES.join(', ')}, got '${mode}'`);
+  const gpu = await getGpu();
+  gpu.tuner.mode = mode as TuneMode;
+  if (mode !== 'off') await gpu.tuner.attach(fileTuneStore());
+  return gpu;
+}
+
+/** Learner.onTune for the status line: the first use of a shape class on this adapter measures its kernel variants. */
+export function tuneProgress(gpu: Gpu, status: { update(s: string): void; log(s: string): void }) {
+  return (key: string, i: number, total: number) => {
+    if (i === 0) status.log(`autotuning ${total} kernel shape class${total === 1 ? '' : 'es'} new to this adapter (once; cached in ${gpu.tuner.storeWhere ?? 'memory'})`);
+    status.update(`autotuning ${bar(i, total)} ${key}`);
+  };
 }
 
 export const DEMO_MODEL = 'weights/fashion5-source-cnn.onnx';

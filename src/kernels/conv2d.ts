@@ -1,10 +1,11 @@
-// 2-D convolution, NCHW, f32: forward, input gradient, weight gradient, bias gradient.
+// 2-D convolution, NCHW, f32 or f16 storage: forward, input gradient, weight gradient, bias gradient.
 //
 //   x  [N, C, H, W]   w [K, C/G, R, S]   b [K]   y [N, K, P, Q]      (G = groups, Cg = C/G, Kg = K/G)
 //   P = ⌊(H + padTop + padBottom − dh·(R−1) − 1) / sh⌋ + 1,  Q likewise with W, padLeft/Right, dw, S, sw.
 //
 //   forward      y[n,k,p,q]  = b[k] + Σ_{c<Cg, r, s} w[k,c,r,s] · x[n, g·Cg+c, p·sh + r·dh − pt, q·sw + s·dw − pl]
 //                                                                (g = ⌊k/Kg⌋; x outside the image reads 0)
+//                (activation 'relu': y = max(0, that), applied in the store: the fused conv+ReLU)
 //   input grad   dX[n,ci,h,v] = Σ_{k in group, r, s : h = p·sh + r·dh − pt, v = q·sw + s·dw − pl}  dY[n,k,p,q] · w[k,c,r,s]
 //                (a transposed convolution: each x pixel gathers from the output pixels whose window covered it)
 //   weight grad  dW[k,c,r,s] = Σ_{n,p,q} dY[n,k,p,q] · x[n, g·Cg+c, p·sh + r·dh − pt, q·sw + s·dw − pl]
@@ -43,14 +44,45 @@
 //       subgroupBroadcast with constant lanes measured no faster than subgroupShuffle here.
 //       Depthwise and other tiny groups keep v1 by default: a v2 tile would be mostly padding
 //       (pickVersion; depthwise 64 channels 56×56: v1 forward 48 ms vs v2 800 ms).
+//   v1/v2 + ReLU  the forward kernels of both versions take a compile-time `relu` flag (kernel key
+//       suffix `.relu`, same kernel names): the epilogue stores max(0, acc + b), so conv → ReLU is
+//       one dispatch and y is written once instead of written, read and written again. Measured
+//       (GPU timestamps, best of 2×7 samples, 2 shared vCPUs under load, so ±10%), VGG-like 3×3
+//       64→64 56×56 batch 4 v2: conv alone 71–72 ms, the separate ReLU pass 1.3–2.7 ms, conv + ReLU
+//       separate 73.6–86 ms, fused 70–76 ms: the fused kernel costs what the conv alone costs (the
+//       clamp is free), so fusion saves the ReLU pass, ~2–4% of the pair here where the conv is
+//       compute-bound; more where a conv is cheap next to its output (1×1, few input channels).
+//   v1/v2 f16  the same kernels with f16 storage (kernel key suffix `.f16`; see Precision below):
+//       f16 loads and stores, f32 arithmetic. Measured (bench/conv-gflops.ts --precision f32|f16,
+//       the two interleaved 3 times, median of 9 runs each, 2 shared vCPUs so ±15%) on the VGG-like
+//       layer above, GFLOP/s f32 → f16:
+//         v2 forward 11.1–12.9 → 12.7–13.8, backward-input 10.2–14.5 → 13.7–14.0,
+//            backward-weight 10.2–13.5 → 13.8–15.0    (median ms f32 71–84 / 64–91 / 68–91, f16 67–73 / 66–68 / 62–67)
+//         v1 forward 1.16 → 1.01, backward-input 0.35 → 0.36, backward-weight 1.64 → 1.55
+//       On lavapipe a load costs a per-lane scalar access whatever its width, so half the bytes buys
+//       little: v2 ~5–10% by median (the packed weights are vec4<f16>, 8 bytes instead of 16), v1
+//       nothing, and the f16↔f32 conversions are about free. What f16 buys everywhere is memory (half
+//       the activations, weights and gradients), and on GPUs where a convolution is bandwidth-bound,
+//       bandwidth (not measured: no GPU was lent for this).
+//
+// Precision: f32 by default. With f16 tensors (x, w, b and dY all f16: Tensor dtype, kernels/cast.ts)
+// every kernel reads and writes f16 storage (`enable f16`; array<f16>, and vec4<f16> for the packed
+// weights), converts each load to f32, multiplies, accumulates and shares (subgroupShuffle) in f32,
+// and rounds once, at the store: the outputs (y, dX, dW, db) are f16, each within half an f16 ulp
+// (2^−11 relative) of the f32 result computed from the same f16 inputs. Temporaries that are summed
+// again stay f32: dW's split-K partial sums, and dW / db accumulated across batch chunks (cast to f16
+// at the end). Needs the adapter's `shader-f16` feature.
 //
 // Tensors larger than the adapter's storage-binding limit are processed in batch chunks: each
 // chunk binds a window of x / y (a window starts at a 256-byte-aligned offset, and the kernels take
 // the remaining element offset as a uniform).
 
 import { grid1d, LINEAR_INDEX, memo, MAX_GROUPS, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, expectShape, type Shape } from '../gpu/tensor.js';
+import { Tensor, dtypeBytes, expectShape, type DType, type Shape } from '../gpu/tensor.js';
 import type { Binding, Gpu } from '../gpu/device.js';
+import { cast } from './cast.js';
+import { isSoftwareAdapter, type TuneSpec } from '../gpu/tune.js';
+import { Rng } from '../util/rng.js';
 
 // ---- options and geometry ----------------------------------------------------------------------
 
@@ -73,7 +105,16 @@ export interface Conv2dOptions {
   bindingLimit?: number;
   /** v2's load sharing (testing/benchmarks): default the fastest the adapter supports; 'none' forces the fallback. */
   share?: Share;
+  /**
+   * Fused activation in the forward's epilogue: 'relu' stores y = max(0, conv + b) instead of conv + b,
+   * saving the separate ReLU pass (a read and a write of y). Forward only: the backward launchers
+   * ignore it, so a caller first masks dY with [y > 0] (autograd/ops.ts `conv2d` does).
+   */
+  activation?: ConvActivation;
 }
+
+/** The activations the forward can apply in its epilogue. */
+export type ConvActivation = 'relu';
 
 /** Everything a convolution's kernels need to know about its shapes. */
 export interface ConvGeometry {
@@ -147,16 +188,18 @@ function uniformsOf(g: ConvGeometry, n: number, extra: Partial<ConvUV> = {}): Co
 interface Chunk { n0: number; n: number }
 
 /**
- * Splits the batch so that every batched tensor's window (per-image sizes `perImage`, in elements)
- * fits the binding limit. One chunk covering the batch when everything fits.
+ * Splits the batch so that every batched tensor's window (per-image sizes `perImage`, in elements of
+ * `dtype`) fits the binding limit. One chunk covering the batch when everything fits.
+ * NOTE: a window is at most align − 1 elements of lead-in (windowOf) plus the chunk, rounded up to
+ * 4 bytes: with the chunk limited to ⌊limit / eb⌋ − align elements that stays within the limit.
  */
-function batchChunks(gpu: Gpu, opts: Conv2dOptions, N: number, perImage: readonly number[]): Chunk[] {
+function batchChunks(gpu: Gpu, opts: Conv2dOptions, N: number, perImage: readonly number[], dtype: DType): Chunk[] {
   const limit = Math.min(gpu.maxBinding, opts.bindingLimit ?? Infinity);
-  const align = alignElems(gpu);
+  const eb = dtypeBytes(dtype), align = alignElems(gpu, dtype);
   let per = N;
   for (const e of perImage) {
-    if (N * e * 4 <= limit) continue;
-    const fit = Math.floor((Math.floor(limit / 4) - align) / e);
+    if (N * e * eb <= limit) continue;
+    const fit = Math.floor((Math.floor(limit / eb) - align) / e);
     if (fit < 1) throw new Error(`conv2d: one image of ${e} elements exceeds the storage-binding limit (${limit} bytes)`);
     per = Math.min(per, fit);
   }
@@ -165,15 +208,55 @@ function batchChunks(gpu: Gpu, opts: Conv2dOptions, N: number, perImage: readonl
   return out;
 }
 
-function alignElems(gpu: Gpu): number {
-  return Math.max(1, Number(gpu.limits.minStorageBufferOffsetAlignment) / 4);
+/** The binding-offset alignment (256 bytes) in elements of `dtype`: 64 f32s or 128 halves. */
+function alignElems(gpu: Gpu, dtype: DType): number {
+  return Math.max(1, Number(gpu.limits.minStorageBufferOffsetAlignment) / dtypeBytes(dtype));
 }
 
-/** Window of `count` elements from `start`: the binding starts at an aligned offset, `off` is the rest. */
+/**
+ * Window of `count` elements from `start`: the binding starts at an aligned offset, `off` (elements)
+ * is the rest. NOTE: for f16 the binding size is rounded up to 4 bytes (storage bindings must be);
+ * that never passes the buffer's end, which is rounded up to 4 bytes from an aligned start too.
+ */
 function windowOf(t: Tensor, start: number, count: number): { bind: Binding; off: number } {
-  const align = alignElems(t.gpu);
+  const eb = dtypeBytes(t.dtype), align = alignElems(t.gpu, t.dtype);
   const a = Math.floor(start / align) * align;
-  return { bind: { buffer: t.buffer, offset: a * 4, size: Math.max(4, (start + count - a) * 4) }, off: start - a };
+  const bytes = Math.ceil(((start + count - a) * eb) / 4) * 4;
+  return { bind: { buffer: t.buffer, offset: a * eb, size: Math.max(4, bytes) }, off: start - a };
+}
+
+// ---- storage precision -----------------------------------------------------------------------
+//
+// The kernels are written once, in f32 arithmetic; these put the storage type at the edges: the
+// binding's element type, a conversion on every load and one rounding at every store.
+
+/** WGSL element type of a binding of `dtype` storage: scalar, or vec4 (the packed weights). */
+const storage = (dtype: DType, vec = false) => (vec ? `vec4<${dtype}>` : dtype);
+/** A loaded scalar (or vec4) as an f32 value for arithmetic: a conversion only for f16 storage. */
+const ld = (dtype: DType, e: string, vec = false) => (dtype === 'f16' ? `${vec ? 'vec4f' : 'f32'}(${e})` : e);
+/** An f32 value as stored: rounded to f16 for f16 storage. */
+const st = (dtype: DType, e: string) => (dtype === 'f16' ? `f16(${e})` : e);
+/** The WGSL extensions a kernel needs. */
+const enablesOf = (dtype: DType, subgroups = false) => [...(dtype === 'f16' ? ['f16'] : []), ...(subgroups ? ['subgroups'] : [])];
+/** Kernel key suffix of the storage type ('' for f32: the f32 keys are unchanged). */
+const keyOf = (dtype: DType) => (dtype === 'f16' ? '.f16' : '');
+
+/**
+ * The storage type of one launch: all tensors the same (f32, or f16 with the adapter's shader-f16
+ * feature), else a one-line error naming the odd ones.
+ */
+function storageOf(op: string, tensors: readonly (readonly [string, Tensor | undefined])[]): DType {
+  const given = tensors.filter((t): t is readonly [string, Tensor] => t[1] !== undefined);
+  const [first, t0] = given[0]!;
+  const dtype = t0.dtype;
+  const odd = given.filter(([, t]) => t.dtype !== dtype).map(([what]) => what);
+  if (odd.length) {
+    throw new Error(`${op}: ${first} is ${dtype} but ${odd.join(', ')} ${odd.length > 1 ? 'are' : 'is'} not (all f32 or all f16: cast them first, kernels/cast.ts)`);
+  }
+  if (dtype === 'f16' && !t0.gpu.features.has('shader-f16')) {
+    throw new Error(`${op}: f16 tensors need the adapter's shader-f16 feature, which ${t0.gpu.adapterName} lacks; use f32`);
+  }
+  return dtype;
 }
 
 function checkSmall(what: string, t: Tensor) {
@@ -217,14 +300,15 @@ function fromLane(v: string, i: number): string {
 // v1: naive kernels, one invocation per output element
 // =================================================================================================
 
-const fwdV1Kernel = memo((bias: boolean) => `${bias}`, (bias: boolean): KernelSpec<ConvU> => ({
-  name: 'conv2d.fwd.v1', key: `conv2d.fwd.v1.${bias ? 'bias' : 'nobias'}`,
+const fwdV1Kernel = memo((bias: boolean, relu: boolean, dt: DType) => `${bias}.${relu}.${dt}`, (bias: boolean, relu: boolean, dt: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.fwd.v1', key: `conv2d.fwd.v1.${bias ? 'bias' : 'nobias'}${relu ? '.relu' : ''}${keyOf(dt)}`,
   uniforms: CONV_U,
   bindings: [
-    { name: 'x', access: 'read' }, { name: 'w', access: 'read' },
-    ...(bias ? [{ name: 'b', access: 'read' } as const] : []), { name: 'y', access: 'read_write' },
+    { name: 'x', access: 'read', type: dt }, { name: 'w', access: 'read', type: dt },
+    ...(bias ? [{ name: 'b', access: 'read', type: dt } as const] : []), { name: 'y', access: 'read_write', type: dt },
   ],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -232,7 +316,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= u.total) { return; }
   let q = i % u.Q; let p = (i / u.Q) % u.P; let k = (i / (u.Q * u.P)) % u.K; let n = i / (u.Q * u.P * u.K);
   let g = k / u.Kg;
-  var acc = ${bias ? 'b[k]' : '0.0'};
+  var acc = ${bias ? ld(dt, 'b[k]') : '0.0'};
   for (var c = 0u; c < u.Cg; c++) {
     let xc = u.xo + (n * u.C + g * u.Cg + c) * u.H * u.W;
     let wc = (k * u.Cg + c) * u.R * u.S;
@@ -242,11 +326,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
       for (var s = 0u; s < u.S; s++) {
         let iw = i32(q * u.sw + s * u.dw) - i32(u.pl);
         if (iw < 0 || iw >= i32(u.W)) { continue; }
-        acc += x[xc + u32(ih) * u.W + u32(iw)] * w[wc + r * u.S + s];
+        acc += ${ld(dt, 'x[xc + u32(ih) * u.W + u32(iw)]')} * ${ld(dt, 'w[wc + r * u.S + s]')};
       }
     }
   }
-  y[u.yo + i] = acc;
+  y[u.yo + i] = ${st(dt, relu ? 'max(acc, 0.0)' : 'acc')};
 }`,
 }));
 
@@ -257,11 +341,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * NOTE: with stride > 1 and P rounded down, some input rows/columns are covered by no window (or
  * by fewer taps): they simply find no valid (p, q) and get 0, never a stray neighbour's gradient.
  */
-const dxV1Kernel: KernelSpec<ConvU> = {
-  name: 'conv2d.dx.v1', key: 'conv2d.dx.v1',
+const dxV1Kernel = memo((dt: DType) => dt, (dt: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.dx.v1', key: `conv2d.dx.v1${keyOf(dt)}`,
   uniforms: CONV_U,
-  bindings: [{ name: 'dy', access: 'read' }, { name: 'w', access: 'read' }, { name: 'dx', access: 'read_write' }],
+  bindings: [{ name: 'dy', access: 'read', type: dt }, { name: 'w', access: 'read', type: dt }, { name: 'dx', access: 'read_write', type: dt }],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -282,20 +367,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
         if (tw < 0 || tw % i32(u.sw) != 0) { continue; }
         let q = u32(tw) / u.sw;
         if (q >= u.Q) { continue; }
-        acc += dy[u.yo + ((n * u.K + k) * u.P + p) * u.Q + q] * w[((k * u.Cg + c) * u.R + r) * u.S + s];
+        acc += ${ld(dt, 'dy[u.yo + ((n * u.K + k) * u.P + p) * u.Q + q]')} * ${ld(dt, 'w[((k * u.Cg + c) * u.R + r) * u.S + s]')};
       }
     }
   }
-  dx[u.xo + i] = acc;
+  dx[u.xo + i] = ${st(dt, 'acc')};
 }`,
-};
+}));
 
-/** dW v1: one invocation per weight element, looping over the N·P·Q output pixels. e0 = 1: add to dw. */
-const dwV1Kernel: KernelSpec<ConvU> = {
-  name: 'conv2d.dw.v1', key: 'conv2d.dw.v1',
+/**
+ * dW v1: one invocation per weight element, looping over the N·P·Q output pixels. e0 = 1: add to dw.
+ * `dt`: storage of x and dY; `out`: of dw, `dt` or f32 (a temporary summed over several batch chunks).
+ */
+const dwV1Kernel = memo((dt: DType, out: DType) => `${dt}.${out}`, (dt: DType, out: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.dw.v1', key: `conv2d.dw.v1${keyOf(dt)}${out !== dt ? `.to${out}` : ''}`,
   uniforms: CONV_U,
-  bindings: [{ name: 'x', access: 'read' }, { name: 'dy', access: 'read' }, { name: 'dw', access: 'read_write' }],
+  bindings: [{ name: 'x', access: 'read', type: dt }, { name: 'dy', access: 'read', type: dt }, { name: 'dw', access: 'read_write', type: out }],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -313,14 +402,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
       for (var q = 0u; q < u.Q; q++) {
         let iw = i32(q * u.sw + s * u.dw) - i32(u.pl);
         if (iw < 0 || iw >= i32(u.W)) { continue; }
-        acc += dy[yr + q] * x[xr + u32(iw)];
+        acc += ${ld(dt, 'dy[yr + q]')} * ${ld(dt, 'x[xr + u32(iw)]')};
       }
     }
   }
   // NOTE: batch chunks (tensors above the binding limit) accumulate into dw.
-  dw[i] = select(acc, dw[i] + acc, u.e0 == 1u);
+  dw[i] = ${st(out, `select(acc, ${ld(out, 'dw[i]')} + acc, u.e0 == 1u)`)};
 }`,
-};
+}));
 
 // =================================================================================================
 // v2: register tiles with loads shared across 8-lane groups
@@ -334,11 +423,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  *   forward: row = c (Cg), col = k (Kg)        dX: row = k (Kg), col = c (Cg)
  * Uniforms: e0 = rows, e1 = rows padded (×8), e2 = cols padded (×4), e3 = 1 when rows are k (dX).
  */
-const packKernel: KernelSpec<ConvU> = {
-  name: 'conv2d.pack', key: 'conv2d.pack',
+const packKernel = memo((dt: DType) => dt, (dt: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.pack', key: `conv2d.pack${keyOf(dt)}`,
   uniforms: CONV_U,
-  bindings: [{ name: 'w', access: 'read' }, { name: 'bp', access: 'read_write' }],
+  bindings: [{ name: 'w', access: 'read', type: dt }, { name: 'bp', access: 'read_write', type: dt }],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -350,18 +440,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let cols = select(u.Kg, u.Cg, forDX);
   let k = select(col, row, forDX); let c = select(row, col, forDX);
   var v = 0.0;
-  if (row < u.e0 && col < cols) { v = w[((g * u.Kg + k) * u.Cg + c) * u.R * u.S + rs]; }
-  bp[i] = v;
+  if (row < u.e0 && col < cols) { v = ${ld(dt, 'w[((g * u.Kg + k) * u.Cg + c) * u.R * u.S + rs]')}; }
+  bp[i] = ${st(dt, 'v')};                  // exact: an f16 weight stays the same f16
 }`,
-};
+}));
 
+/** The packed copy of w, in w's storage type (f16 halves the v2 kernels' weight loads). */
 function packWeights(w: Tensor, g: ConvGeometry, forDX: boolean): { bp: Tensor; rows8: number; cols4: number } {
   const rows = forDX ? g.Kg : g.Cg, cols = forDX ? g.Cg : g.Kg;
   const rows8 = Math.ceil(rows / 8) * 8, cols4 = Math.ceil(cols / 4) * 4;
   const total = g.G * g.R * g.S * rows8 * cols4;
-  const bp = Tensor.empty(w.gpu, [total]);
+  const bp = Tensor.empty(w.gpu, [total], undefined, w.dtype);
   checkSmall('packed weight', bp);
-  w.gpu.run(packKernel, [w.buffer, bp.buffer], uniformsOf(g, 0, { total, e0: rows, e1: rows8, e2: cols4, e3: forDX ? 1 : 0 }),
+  w.gpu.run(packKernel(w.dtype), [w.buffer, bp.buffer], uniformsOf(g, 0, { total, e0: rows, e1: rows8, e2: cols4, e3: forDX ? 1 : 0 }),
     grid1d(total, WG), 'conv2d.pack');
   return { bp, rows8, cols4 };
 }
@@ -396,8 +487,8 @@ type TiledMode = 'fwd' | 'dx';
  * so that li / 8 names the same lane group for all 8 lanes. shareMode() requires subgroups ≥ 8.
  */
 const tiledKernel = memo(
-  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean) => `${mode}.${t.tm}.${t.tk}.${share}.${bias}`,
-  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean): KernelSpec<ConvU> => {
+  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean, relu: boolean, dt: DType) => `${mode}.${t.tm}.${t.tk}.${share}.${bias}.${relu}.${dt}`,
+  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean, relu: boolean, dt: DType): KernelSpec<ConvU> => {
     const sg = share !== 'none';
     const { tm: TM, tk: TK } = t, TV = TK / 4;
     if (TK % 4 !== 0 || TM < 1) throw new Error(`conv2d: bad tile ${TM}×${TK}`);
@@ -407,9 +498,13 @@ const tiledKernel = memo(
     // and the destination's channels per group, in this mode.
     const S = fwd ? { C: 'u.C', H: 'u.H', W: 'u.W', off: 'u.xo', rows: 'u.Cg' } : { C: 'u.K', H: 'u.P', W: 'u.Q', off: 'u.yo', rows: 'u.Kg' };
     const cols = fwd ? 'u.Kg' : 'u.Cg';
+    if (relu && !fwd) throw new Error('conv2d: a fused ReLU is a forward epilogue only');
+    // The epilogue: + bias, then the fused activation (the same max(v, 0.0) as the elementwise ReLU).
+    const epilogue = (v: string) => { const z = bias ? `${v} + ${ld(dt, 'b[g * u.Kg + col]')}` : v; return st(dt, relu ? `max(${z}, 0.0)` : z); };
+    // NOTE: loads convert to f32 before the shuffle: lanes share (and multiply) f32 values.
     const aOf = (tt: number, i: number) => sg
       ? fromLane(`a${tt}`, i)
-      : `select(0.0, src[select(0u, si${tt} + (c0 + ${i}u) * SHW, ok${tt} && c0 + ${i}u < ${S.rows})], ok${tt} && c0 + ${i}u < ${S.rows})`;
+      : `select(0.0, ${ld(dt, `src[select(0u, si${tt} + (c0 + ${i}u) * SHW, ok${tt} && c0 + ${i}u < ${S.rows})]`)}, ok${tt} && c0 + ${i}u < ${S.rows})`;
     const pixel = (tt: number) => fwd ? `
   let n${tt} = m${tt} / (u.P * u.Q); let pq${tt} = m${tt} % (u.P * u.Q);
   let oh${tt} = i32((pq${tt} / u.Q) * u.sh) - i32(u.pt); let ow${tt} = i32((pq${tt} % u.Q) * u.sw) - i32(u.pl);
@@ -419,14 +514,14 @@ const tiledKernel = memo(
   let do${tt} = u.xo + (n${tt} * u.C + g * u.Cg) * DHW + (u.e3 + u.sh * (ij${tt} / u.e6)) * u.W + u.e4 + u.sw * (ij${tt} % u.e6);`;
     return {
       name: `conv2d.${mode}.v2${sg ? '' : '.nosg'}`,
-      key: `conv2d.${mode}.v2.${TM}x${TK}.${share}.${bias ? 'bias' : 'nobias'}`,
+      key: `conv2d.${mode}.v2.${TM}x${TK}.${share}.${bias ? 'bias' : 'nobias'}${relu ? '.relu' : ''}${keyOf(dt)}`,
       uniforms: CONV_U,
       bindings: [
-        { name: 'src', access: 'read' }, { name: 'bp', access: 'read', type: 'vec4<f32>' },
-        ...(bias ? [{ name: 'b', access: 'read' } as const] : []), { name: 'dst', access: 'read_write' },
+        { name: 'src', access: 'read', type: dt }, { name: 'bp', access: 'read', type: storage(dt, true) },
+        ...(bias ? [{ name: 'b', access: 'read', type: dt } as const] : []), { name: 'dst', access: 'read_write', type: dt },
       ],
       workgroupSize: [WG, 1, 1],
-      enables: sg ? ['subgroups'] : [],
+      enables: enablesOf(dt, sg),
       body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
@@ -454,10 +549,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
       let brow = ((g * u.R + r) * u.S + s) * u.e1;
       for (var c0 = 0u; c0 < ${S.rows}; c0 += 8u) {
         ${sg ? `let okc = c0 + lane < ${S.rows};
-        ${T.map((tt) => `let a${tt} = select(0.0, src[select(0u, si${tt} + (c0 + lane) * SHW, ok${tt} && okc)], ok${tt} && okc);`).join('\n        ')}` : ''}
+        ${T.map((tt) => `let a${tt} = select(0.0, ${ld(dt, `src[select(0u, si${tt} + (c0 + lane) * SHW, ok${tt} && okc)]`)}, ok${tt} && okc);`).join('\n        ')}` : ''}
         ${unroll(8, (i) => `{
           let bb = (brow + c0 + ${i}u) * u.e2;
-          ${V.map((j) => `let b${j} = bp[bb + kq${j}];`).join(' ')}
+          ${V.map((j) => `let b${j} = ${ld(dt, `bp[bb + kq${j}]`, true)};`).join(' ')}
           ${T.map((tt) => `let a${tt}i = ${aOf(tt, i)};`).join('\n          ')}
           ${T.map((tt) => V.map((j) => `acc${tt}_${j} += a${tt}i * b${j};`).join(' ')).join('\n          ')}
         }`, '\n        ')}
@@ -466,7 +561,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   }
   ${T.map((tt) => `
   if (in${tt}) {${V.map((j) => unroll(4, (e) => `
-    { let col = (kvb + ${j}u) * 4u + ${e}u; if (col < ${cols}) { dst[do${tt} + col * DHW] = acc${tt}_${j}[${e}]${bias ? ' + b[g * u.Kg + col]' : ''}; } }`, '')).join('')}
+    { let col = (kvb + ${j}u) * 4u + ${e}u; if (col < ${cols}) { dst[do${tt} + col * DHW] = ${epilogue(`acc${tt}_${j}[${e}]`)}; } }`, '')).join('')}
   }`).join('')}
 }`,
     };
@@ -483,24 +578,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
  * since they share (r, s)).
  * Uniforms: total = lane groups (G·kBlocks·jGroups); e0 = kBlocks (per group); e1 = jBlocks; e2 = jGroups;
  *           e3 = rows per split; e4 = first partial slice of this batch chunk.
+ * Storage: x and dY `dt`; part `out`: f32 partials, or `dt` when the only slice is dW itself.
  */
 /** dW v2 tile: `ta` output channels per lane group (shared dY) × `tb` input channels per lane. */
 export interface DwTileConfig { ta: number; tb: number }
 export const TILE_DW: DwTileConfig = { ta: 16, tb: 2 };
 const dwV2Kernel = memo(
-  (ta: number, tb: number, share: Share) => `${ta}.${tb}.${share}`,
-  (ta: number, tb: number, share: Share): KernelSpec<ConvU> => {
+  (ta: number, tb: number, share: Share, dt: DType, out: DType) => `${ta}.${tb}.${share}.${dt}.${out}`,
+  (ta: number, tb: number, share: Share, dt: DType, out: DType): KernelSpec<ConvU> => {
     const sg = share !== 'none';
     const A = range(ta), B = range(tb);
     const dOf = (t: number, i: number) => sg
       ? fromLane(`d${t}`, i)
-      : `select(0.0, dy[select(0u, yb + k${t} * PQ + q0 + ${i}u, kok${t} && q0 + ${i}u < u.Q)], kok${t} && q0 + ${i}u < u.Q)`;
+      : `select(0.0, ${ld(dt, `dy[select(0u, yb + k${t} * PQ + q0 + ${i}u, kok${t} && q0 + ${i}u < u.Q)]`)}, kok${t} && q0 + ${i}u < u.Q)`;
     return {
-      name: `conv2d.dw.v2${sg ? '' : '.nosg'}`, key: `conv2d.dw.v2.${ta}x${tb}.${share}`,
+      name: `conv2d.dw.v2${sg ? '' : '.nosg'}`, key: `conv2d.dw.v2.${ta}x${tb}.${share}${keyOf(dt)}${out !== dt ? `.to${out}` : ''}`,
       uniforms: CONV_U,
-      bindings: [{ name: 'x', access: 'read' }, { name: 'dy', access: 'read' }, { name: 'part', access: 'read_write' }],
+      bindings: [{ name: 'x', access: 'read', type: dt }, { name: 'dy', access: 'read', type: dt }, { name: 'part', access: 'read_write', type: out }],
       workgroupSize: [WG, 1, 1],
-      enables: sg ? ['subgroups'] : [],
+      enables: enablesOf(dt, sg),
       body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
@@ -523,11 +619,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let yb = u.yo + (n * u.K + g * u.Kg) * PQ + p * u.Q;
     for (var q0 = 0u; q0 < u.Q; q0 += 8u) {
       ${sg ? `let qok = q0 + lane < u.Q;
-      ${A.map((t) => `let d${t} = select(0.0, dy[select(0u, yb + k${t} * PQ + q0 + lane, kok${t} && qok)], kok${t} && qok);`).join('\n      ')}` : ''}
+      ${A.map((t) => `let d${t} = select(0.0, ${ld(dt, `dy[select(0u, yb + k${t} * PQ + q0 + lane, kok${t} && qok)]`)}, kok${t} && qok);`).join('\n      ')}` : ''}
       ${unroll(8, (i) => `{
         let iw = i32((q0 + ${i}u) * u.sw + s * u.dw) - i32(u.pl);
         let wok = iw >= 0 && iw < i32(u.W) && q0 + ${i}u < u.Q;
-        ${B.map((e) => `let x${e} = select(0.0, x[select(0u, xb${e} + u32(iw), xok${e} && wok)], xok${e} && wok);`).join(' ')}
+        ${B.map((e) => `let x${e} = select(0.0, ${ld(dt, `x[select(0u, xb${e} + u32(iw), xok${e} && wok)]`)}, xok${e} && wok);`).join(' ')}
         ${A.map((t) => `let d${t}i = ${dOf(t, i)};`).join('\n        ')}
         ${A.map((t) => B.map((e) => `acc${t}_${e} += d${t}i * x${e};`).join(' ')).join('\n        ')}
       }`, '\n      ')}
@@ -536,18 +632,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (jOk) {
     let KCRS = u.K * u.Cg * u.R * u.S;
     let base = (u.e4 + wg.y) * KCRS + r * u.S + s;
-    ${A.map((t) => B.map((e) => `if (kok${t} && c${e} < u.Cg) { part[base + ((g * u.Kg + k${t}) * u.Cg + c${e}) * u.R * u.S] = acc${t}_${e}; }`).join('\n    ')).join('\n    ')}
+    ${A.map((t) => B.map((e) => `if (kok${t} && c${e} < u.Cg) { part[base + ((g * u.Kg + k${t}) * u.Cg + c${e}) * u.R * u.S] = ${st(out, `acc${t}_${e}`)}; }`).join('\n    ')).join('\n    ')}
   }
 }`,
     };
   });
 
-/** dw[i] = Σ_t part[t·n + i] over the split-K partial slices (n = total, e0 = slices). */
-const sumPartsKernel: KernelSpec<ConvU> = {
-  name: 'conv2d.dw.sum', key: 'conv2d.dw.sum',
+/** dw[i] = Σ_t part[t·n + i] over the split-K partial slices (n = total, e0 = slices); part is f32, dw `dt`. */
+const sumPartsKernel = memo((dt: DType) => dt, (dt: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.dw.sum', key: `conv2d.dw.sum${keyOf(dt)}`,
   uniforms: CONV_U,
-  bindings: [{ name: 'part', access: 'read' }, { name: 'dw', access: 'read_write' }],
+  bindings: [{ name: 'part', access: 'read' }, { name: 'dw', access: 'read_write', type: dt }],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -555,9 +652,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= u.total) { return; }
   var acc = 0.0;
   for (var t = 0u; t < u.e0; t++) { acc += part[t * u.total + i]; }
-  dw[i] = acc;
+  dw[i] = ${st(dt, 'acc')};
 }`,
-};
+}));
 
 // =================================================================================================
 // bias gradient: one workgroup per channel, tree reduction in workgroup memory
@@ -567,12 +664,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * db[k] = Σ_{n,p,q} dY[n,k,p,q]. Lane ℓ sums pixels ℓ, ℓ+64, … of every image (contiguous, so the
  * loads of a workgroup are adjacent), then the 64 partial sums are added pairwise (6 barriers).
  * Uniforms: e0 = 1: add to db (batch chunks).
+ * Storage: dY `dt`; db `out`, `dt` or f32 (a temporary summed over several batch chunks).
  */
-const dbKernel: KernelSpec<ConvU> = {
-  name: 'conv2d.db', key: 'conv2d.db',
+const dbKernel = memo((dt: DType, out: DType) => `${dt}.${out}`, (dt: DType, out: DType): KernelSpec<ConvU> => ({
+  name: 'conv2d.db', key: `conv2d.db${keyOf(dt)}${out !== dt ? `.to${out}` : ''}`,
   uniforms: CONV_U,
-  bindings: [{ name: 'dy', access: 'read' }, { name: 'db', access: 'read_write' }],
+  bindings: [{ name: 'dy', access: 'read', type: dt }, { name: 'db', access: 'read_write', type: out }],
   workgroupSize: [WG, 1, 1],
+  enables: enablesOf(dt),
   body: /* wgsl */ `
 var<workgroup> red: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -582,7 +681,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var acc = 0.0;
   for (var n = 0u; n < u.N; n++) {
     let base = u.yo + (n * u.K + k) * PQ;
-    for (var i = li; i < PQ; i += ${WG}u) { acc += dy[base + i]; }
+    for (var i = li; i < PQ; i += ${WG}u) { acc += ${ld(dt, 'dy[base + i]')}; }
   }
   red[li] = acc;
   workgroupBarrier();
@@ -590,9 +689,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     if (li < half) { red[li] += red[li + half]; }
     workgroupBarrier();
   }
-  if (li == 0u) { db[k] = select(red[0], db[k] + red[0], u.e0 == 1u); }
+  if (li == 0u) { db[k] = ${st(out, `select(red[0], ${ld(out, 'db[k]')} + red[0], u.e0 == 1u)`)}; }
 }`,
-};
+}));
 
 // =================================================================================================
 // launchers
@@ -617,27 +716,36 @@ export function pickVersion(g: ConvGeometry, pass: 'fwd' | 'dx' | 'dw', opts: Pi
   return useful >= 1 / 16 ? 2 : 1;
 }
 
-/** y = conv2d(x, w) + b.   x [N,C,H,W], w [K,C/G,R,S], b [K] or none  ->  y [N,K,P,Q]. */
-export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2dOptions = {}, tile: TileConfig = TILE_FWD): Tensor {
+/**
+ * y = conv2d(x, w) + b.   x [N,C,H,W], w [K,C/G,R,S], b [K] or none  ->  y [N,K,P,Q].
+ * With opts.activation = 'relu': y = max(0, conv2d(x, w) + b), in the same dispatch.
+ */
+export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2dOptions = {}, pinnedTile?: TileConfig): Tensor {
   const g = convGeometry(x.shape, w.shape, opts);
   if (b) expectShape('conv2d bias', b, [g.K]);
+  // NOTE: options may come from an ONNX file or a user at run time: an unknown activation must not be ignored.
+  if (opts.activation !== undefined && opts.activation !== 'relu') throw new Error(`conv2d: unknown fused activation '${String(opts.activation)}' (only 'relu')`);
+  const relu = opts.activation === 'relu';
+  const dt = storageOf('conv2d', [['x', x], ['w', w], ['b', b]]);
   checkSmall('weight', w);
   const gpu = x.gpu;
-  const y = Tensor.empty(gpu, [g.N, g.K, g.P, g.Q]);
+  const y = Tensor.empty(gpu, [g.N, g.K, g.P, g.Q], undefined, dt);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const v2 = pickVersion(g, 'fwd', opts, x.gpu.adapterName) === 2;
+  const tuned = tunedVariant(g, 'fwd', opts, gpu, pinnedTile !== undefined, dt);
+  const v2 = (tuned?.version ?? pickVersion(g, 'fwd', opts, gpu.adapterName)) === 2;
+  const tile = tuned?.tile ?? pinnedTile ?? TILE_FWD;
   const packed = v2 ? packWeights(w, g, false) : null;
-  const share = shareMode(gpu, opts);
-  for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg])) {
+  const share = tuned?.share ?? shareMode(gpu, opts);
+  for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg], dt)) {
     const xw = windowOf(x, n0 * xImg, n * xImg), yw = windowOf(y, n0 * yImg, n * yImg);
     if (!packed) {
       const total = n * yImg;
-      gpu.run(fwdV1Kernel(!!b), [xw.bind, w.buffer, ...(b ? [b.buffer] : []), yw.bind],
+      gpu.run(fwdV1Kernel(!!b, relu, dt), [xw.bind, w.buffer, ...(b ? [b.buffer] : []), yw.bind],
         uniformsOf(g, n, { xo: xw.off, yo: yw.off, total }), grid1d(total, WG), 'conv2d.fwd');
     } else {
       const M = n * g.P * g.Q;
       const kb = Math.ceil(packed.cols4 / tile.tk / 8);
-      gpu.run(tiledKernel('fwd', tile, share, !!b), [xw.bind, packed.bp.buffer, ...(b ? [b.buffer] : []), yw.bind],
+      gpu.run(tiledKernel('fwd', tile, share, !!b, relu, dt), [xw.bind, packed.bp.buffer, ...(b ? [b.buffer] : []), yw.bind],
         uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: M, e0: kb, e1: packed.rows8, e2: packed.cols4 / 4 }),
         gridXZ(Math.ceil(M / tile.tm / 8), g.G * kb), 'conv2d.fwd');
     }
@@ -647,21 +755,24 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2d
 }
 
 /** dX [N,C,H,W] from dY [N,K,P,Q] and w [K,C/G,R,S]: the transposed convolution. */
-export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: Conv2dOptions = {}, tile: TileConfig = TILE_DX): Tensor {
+export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: Conv2dOptions = {}, pinnedTile?: TileConfig): Tensor {
   const g = convGeometry(xShape, w.shape, opts);
   expectShape('conv2dBackwardInput dY', dY, [g.N, g.K, g.P, g.Q]);
+  const dt = storageOf('conv2dBackwardInput', [['dY', dY], ['w', w]]);
   checkSmall('weight', w);
   const gpu = dY.gpu;
-  const dX = Tensor.empty(gpu, [g.N, g.C, g.H, g.W]);
+  const dX = Tensor.empty(gpu, [g.N, g.C, g.H, g.W], undefined, dt);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const v2 = pickVersion(g, 'dx', opts, dY.gpu.adapterName) === 2;
+  const tuned = tunedVariant(g, 'dx', opts, gpu, pinnedTile !== undefined, dt);
+  const v2 = (tuned?.version ?? pickVersion(g, 'dx', opts, gpu.adapterName)) === 2;
+  const tile = tuned?.tile ?? pinnedTile ?? TILE_DX;
   const packed = v2 ? packWeights(w, g, true) : null;
-  const share = shareMode(gpu, opts);
-  for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg])) {
+  const share = tuned?.share ?? shareMode(gpu, opts);
+  for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg], dt)) {
     const xw = windowOf(dX, n0 * xImg, n * xImg), yw = windowOf(dY, n0 * yImg, n * yImg);
     if (!packed) {
       const total = n * xImg;
-      gpu.run(dxV1Kernel, [yw.bind, w.buffer, xw.bind], uniformsOf(g, n, { xo: xw.off, yo: yw.off, total }), grid1d(total, WG), 'conv2d.dx');
+      gpu.run(dxV1Kernel(dt), [yw.bind, w.buffer, xw.bind], uniformsOf(g, n, { xo: xw.off, yo: yw.off, total }), grid1d(total, WG), 'conv2d.dx');
       continue;
     }
     const kb = Math.ceil(packed.cols4 / tile.tk / 8);
@@ -670,7 +781,7 @@ export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: 
       for (let b = 0; b < Math.min(g.sw, g.W); b++) {
         const Hf = Math.ceil((g.H - a) / g.sh), Wf = Math.ceil((g.W - b) / g.sw);
         const M = n * Hf * Wf;
-        gpu.run(tiledKernel('dx', tile, share, false), [yw.bind, packed.bp.buffer, xw.bind],
+        gpu.run(tiledKernel('dx', tile, share, false, false, dt), [yw.bind, packed.bp.buffer, xw.bind],
           uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: M, e0: kb, e1: packed.rows8, e2: packed.cols4 / 4, e3: a, e4: b, e5: Hf, e6: Wf }),
           gridXZ(Math.ceil(M / tile.tm / 8), g.G * kb), 'conv2d.dx');
       }
@@ -681,21 +792,27 @@ export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: 
 }
 
 /** dW [K,C/G,R,S] from x [N,C,H,W] and dY [N,K,P,Q]. */
-export function conv2dBackwardWeight(x: Tensor, dY: Tensor, wShape: Shape, opts: Conv2dOptions = {}, tile: DwTileConfig = TILE_DW): Tensor {
+export function conv2dBackwardWeight(x: Tensor, dY: Tensor, wShape: Shape, opts: Conv2dOptions = {}, pinnedTile?: DwTileConfig): Tensor {
   const g = convGeometry(x.shape, wShape, opts);
   expectShape('conv2dBackwardWeight dY', dY, [g.N, g.K, g.P, g.Q]);
+  const dt = storageOf('conv2dBackwardWeight', [['x', x], ['dY', dY]]);
   const gpu = x.gpu;
-  const dW = Tensor.empty(gpu, [g.K, g.Cg, g.R, g.S]);
+  const dW = Tensor.empty(gpu, [g.K, g.Cg, g.R, g.S], undefined, dt);
   checkSmall('weight gradient', dW);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const chunks = batchChunks(gpu, opts, g.N, [xImg, yImg]);
-  if (pickVersion(g, 'dw', opts, dY.gpu.adapterName) === 1) {
+  const chunks = batchChunks(gpu, opts, g.N, [xImg, yImg], dt);
+  const tuned = tunedVariant(g, 'dw', opts, gpu, pinnedTile !== undefined, dt);
+  const tile = tuned?.dwTile ?? pinnedTile ?? TILE_DW;
+  if ((tuned?.version ?? pickVersion(g, 'dw', opts, gpu.adapterName)) === 1) {
+    // NOTE: batch chunks add into dW; with f16 storage they add into an f32 temporary instead, so
+    // the sum is rounded to f16 once (the cast), not once per chunk.
+    const acc = chunks.length > 1 && dt === 'f16' ? Tensor.empty(gpu, dW.shape) : dW;
     chunks.forEach(({ n0, n }, i) => {
       const xw = windowOf(x, n0 * xImg, n * xImg), yw = windowOf(dY, n0 * yImg, n * yImg);
-      gpu.run(dwV1Kernel, [xw.bind, yw.bind, dW.buffer], uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: dW.size, e0: i > 0 ? 1 : 0 }),
+      gpu.run(dwV1Kernel(dt, acc.dtype), [xw.bind, yw.bind, acc.buffer], uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: dW.size, e0: i > 0 ? 1 : 0 }),
         grid1d(dW.size, WG), 'conv2d.dw');
     });
-    return dW;
+    return acc === dW ? dW : castInto(acc, dW);
   }
   // Split-K: enough splits of the N·P rows that the dispatch has ~SPLIT_TARGET workgroups.
   const kBlocks = Math.ceil(g.Kg / tile.ta), jBlocks = Math.ceil(g.Cg / tile.tb) * g.R * g.S, jGroups = Math.ceil(jBlocks / 8);
@@ -708,20 +825,21 @@ export function conv2dBackwardWeight(x: Tensor, dY: Tensor, wShape: Shape, opts:
     return { rows, perSplit, splits: Math.ceil(rows / perSplit) };
   });
   const slices = plan.reduce((s, p) => s + p.splits, 0);
+  // The partial sums are f32 whatever the storage (a temporary that is summed again).
   const part = slices === 1 ? dW : Tensor.empty(gpu, [slices, dW.size]);
   checkSmall('split-K partials', part);
-  const share = shareMode(gpu, opts);
+  const share = tuned?.share ?? shareMode(gpu, opts);
   let slice = 0;
   chunks.forEach(({ n0, n }, i) => {
     const xw = windowOf(x, n0 * xImg, n * xImg), yw = windowOf(dY, n0 * yImg, n * yImg);
     const { perSplit, splits } = plan[i]!;
-    gpu.run(dwV2Kernel(tile.ta, tile.tb, share), [xw.bind, yw.bind, part.buffer],
+    gpu.run(dwV2Kernel(tile.ta, tile.tb, share, dt, part.dtype), [xw.bind, yw.bind, part.buffer],
       uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: laneGroups, e0: kBlocks, e1: jBlocks, e2: jGroups, e3: perSplit, e4: slice }),
       [groupsX, splits, 1], 'conv2d.dw');
     slice += splits;
   });
   if (part !== dW) {
-    gpu.run(sumPartsKernel, [part.buffer, dW.buffer], uniformsOf(g, 0, { total: dW.size, e0: slices }), grid1d(dW.size, WG), 'conv2d.dw.sum');
+    gpu.run(sumPartsKernel(dt), [part.buffer, dW.buffer], uniformsOf(g, 0, { total: dW.size, e0: slices }), grid1d(dW.size, WG), 'conv2d.dw.sum');
     part.dispose();
   }
   return dW;
@@ -729,19 +847,33 @@ export function conv2dBackwardWeight(x: Tensor, dY: Tensor, wShape: Shape, opts:
 const SPLIT_TARGET = 64;
 const MIN_ROWS_PER_SPLIT = 4;
 
+/**
+ * The f32 sum `acc` rounded to the storage of `dst` (kernels/cast.ts), as a new tensor of the same
+ * shape that replaces the unwritten `dst`; disposes both.
+ */
+function castInto(acc: Tensor, dst: Tensor): Tensor {
+  const out = cast(acc, dst.dtype);
+  acc.dispose(); dst.dispose();
+  return out;
+}
+
 /** db [K] = Σ_{n,p,q} dY[n,k,p,q]. */
 export function conv2dBackwardBias(dY: Tensor, opts: Pick<Conv2dOptions, 'bindingLimit'> = {}): Tensor {
   if (dY.shape.length !== 4) throw new Error(`conv2dBackwardBias: dY must be [N,K,P,Q], got [${dY.shape.join(', ')}]`);
   const [N, K, P, Q] = dY.shape as [number, number, number, number];
+  const dt = storageOf('conv2dBackwardBias', [['dY', dY]]);
   const gpu = dY.gpu;
-  const db = Tensor.empty(gpu, [K]);
+  const db = Tensor.empty(gpu, [K], undefined, dt);
   const g: ConvGeometry = { N, C: 1, H: 1, W: 1, K, R: 1, S: 1, P, Q, G: 1, Cg: 1, Kg: K, sh: 1, sw: 1, dh: 1, dw: 1, pt: 0, pl: 0, pb: 0, pr: 0 };
   if (K > MAX_GROUPS) throw new Error(`conv2dBackwardBias: ${K} channels exceed one dispatch`);
-  batchChunks(gpu, opts, N, [K * P * Q]).forEach(({ n0, n }, i) => {
+  const chunks = batchChunks(gpu, opts, N, [K * P * Q], dt);
+  // NOTE: as in dW v1, f16 batch chunks add into an f32 temporary, rounded to f16 once at the end.
+  const acc = chunks.length > 1 && dt === 'f16' ? Tensor.empty(gpu, [K]) : db;
+  chunks.forEach(({ n0, n }, i) => {
     const yw = windowOf(dY, n0 * K * P * Q, n * K * P * Q);
-    gpu.run(dbKernel, [yw.bind, db.buffer], uniformsOf(g, n, { yo: yw.off, e0: i > 0 ? 1 : 0 }), [K, 1, 1], 'conv2d.db');
+    gpu.run(dbKernel(dt, acc.dtype), [yw.bind, acc.buffer], uniformsOf(g, n, { yo: yw.off, e0: i > 0 ? 1 : 0 }), [K, 1, 1], 'conv2d.db');
   });
-  return db;
+  return acc === db ? db : castInto(acc, db);
 }
 
 export interface ConvNeeds { needDX?: boolean; needDW?: boolean; needDB?: boolean }
@@ -758,4 +890,125 @@ export function conv2dBackward(x: Tensor, w: Tensor, dY: Tensor, opts: Conv2dOpt
   if (need.needDW) out.dW = conv2dBackwardWeight(x, dY, w.shape, opts);
   if (need.needDB) out.db = conv2dBackwardBias(dY, opts);
   return out;
+}
+
+// =================================================================================================
+// autotuning (gpu/tune.ts): the variants worth measuring per pass, and a trial to measure them on
+// =================================================================================================
+//
+// Candidate ids: 'v1', or 'v2.<tm>x<tk>' (forward, dX: pixels per lane group × output channels per
+// lane) / 'v2.<ta>x<tb>' (dW), with '.nosg' for the variant that loads without subgroup sharing.
+// [0] is the heuristic choice (pickVersion, TILE_*, shareMode), which runs until the class is measured.
+// Measured on lavapipe (bench/conv-gflops.ts) 8×4 beat 4×4, 16×4 and 8×8; real GPUs, with more
+// registers and real SIMD loads, may prefer other shapes — which is why they are candidates.
+// NOTE: SwiftShader never finishes compiling v2 (pickVersion): nothing to tune there.
+
+type Pass = 'fwd' | 'dx' | 'dw';
+interface ConvVariant { version: 1 | 2; tile?: TileConfig; dwTile?: DwTileConfig; share?: Share }
+
+const TUNE_TILES: readonly TileConfig[] = [{ tm: 8, tk: 4 }, { tm: 4, tk: 4 }, { tm: 16, tk: 4 }, { tm: 8, tk: 8 }];
+const TUNE_DW_TILES: readonly DwTileConfig[] = [{ ta: 16, tb: 2 }, { ta: 8, tb: 2 }, { ta: 16, tb: 4 }, { ta: 32, tb: 2 }];
+
+function variantId(pass: Pass, v: ConvVariant): string {
+  if (v.version === 1) return 'v1';
+  const [a, b] = pass === 'dw' ? [v.dwTile!.ta, v.dwTile!.tb] : [v.tile!.tm, v.tile!.tk];
+  return `v2.${a}x${b}${v.share === 'none' ? '.nosg' : ''}`;
+}
+
+function parseVariant(pass: Pass, id: string, gpu: Gpu): ConvVariant {
+  if (id === 'v1') return { version: 1 };
+  const m = /^v2\.(\d+)x(\d+)(\.nosg)?$/.exec(id);
+  if (!m) throw new Error(`conv2d: unknown variant '${id}'`);
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  const share: Share = m[3] ? 'none' : shareMode(gpu);
+  return pass === 'dw' ? { version: 2, dwTile: { ta: a, tb: b }, share } : { version: 2, tile: { tm: a, tk: b }, share };
+}
+
+/** The candidates of one pass: the heuristic default first, then every other variant that applies. */
+export function convCandidates(g: ConvGeometry, pass: Pass, gpu: Gpu): string[] {
+  const share = shareMode(gpu);
+  const dflt = pickVersion(g, pass, {}, gpu.adapterName) === 1 ? 'v1'
+    : variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share } : { version: 2, tile: pass === 'fwd' ? TILE_FWD : TILE_DX, share });
+  // Tiny convolutions are launch-bound (every variant costs the same); SwiftShader only runs v1.
+  if (convFlops(g) < 2 ** 21 || /swiftshader/i.test(gpu.adapterName)) return [dflt];
+  // The naive kernel only wins where there are few pixels to tile (e.g. 2×2 images: one v2 lane group
+  // per channel block, too little parallelism); elsewhere it is 10–40× slower and measuring it is waste.
+  const pixels = pass === 'dx' ? g.N * g.H * g.W : g.N * g.P * g.Q;
+  const v1 = pixels <= V1_PIXELS ? ['v1'] : [];
+  const v2 = pass === 'dw'
+    ? TUNE_DW_TILES.map((dwTile) => variantId(pass, { version: 2, dwTile, share }))
+    : TUNE_TILES.map((tile) => variantId(pass, { version: 2, tile, share }));
+  // Without sharing: only the default tile (on adapters where sharing is available at all).
+  if (share !== 'none') v2.push(variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share: 'none' } : { version: 2, tile: pass === 'fwd' ? TILE_FWD : TILE_DX, share: 'none' }));
+  return [...new Set([dflt, ...v1, ...v2])];
+}
+const V1_PIXELS = 32;
+
+/** The shape class: everything but the batch, which counts by powers of two; and the storage type (f32 unmarked). */
+function convClass(g: ConvGeometry, dtype: DType): string {
+  return `${g.C}>${g.K}${g.G > 1 ? `/g${g.G}` : ''} ${g.R}x${g.S} s${g.sh}${g.sw === g.sh ? '' : `x${g.sw}`}` +
+    `${g.dh > 1 || g.dw > 1 ? ` d${g.dh}x${g.dw}` : ''} p${[g.pt, g.pl, g.pb, g.pr].join(',')} ${g.H}x${g.W} n${2 ** Math.floor(Math.log2(g.N))}` +
+    `${dtype === 'f16' ? ' f16' : ''}`;
+}
+
+/** Options that reproduce g's geometry. */
+function geometryOptions(g: ConvGeometry): Conv2dOptions {
+  return { stride: [g.sh, g.sw], padding: [g.pt, g.pl, g.pb, g.pr], dilation: [g.dh, g.dw], groups: g.G };
+}
+
+/**
+ * Multiply-adds·2 one trial launch may cost: enough to time the variants reliably, small enough
+ * that a software adapter measures a class (5–6 candidates, the naive one ~20× slower) in seconds.
+ */
+const trialBudget = (gpu: Gpu) => (isSoftwareAdapter(gpu.adapterName) ? 2e8 : 2e10);
+const TRIAL_PIXELS = 4096;
+
+/**
+ * A trial of the class: the class's smallest batch, halved (then the image cropped) until one launch
+ * costs at most the budget — but never below TRIAL_PIXELS output pixels, where the variants' tiling
+ * along pixels would start to look different from the real layer's (measured: cropping a 56×56 layer
+ * to ~300 pixels picked tiles that were 20–40% slower on the real one). The channels, window,
+ * stride and padding — what the variants differ on — stay as they are.
+ */
+function convTrial(g: ConvGeometry, pass: Pass, gpu: Gpu, dtype: DType): TuneSpec {
+  const base = geometryOptions(g);
+  const flops = (t: ConvGeometry) => convFlops(t);
+  let N = 2 ** Math.floor(Math.log2(g.N)), H = g.H, W = g.W;
+  let t = convGeometry([N, g.C, H, W], [g.K, g.Cg, g.R, g.S], base);
+  while (flops(t) > trialBudget(gpu) && t.N * t.P * t.Q > TRIAL_PIXELS && (N > 1 || H > 2 * g.R * g.dh || W > 2 * g.S * g.dw)) {
+    if (N > 1) N >>= 1;
+    else { H = Math.max(g.R * g.dh, Math.ceil(H / 2)); W = Math.max(g.S * g.dw, Math.ceil(W / 2)); }
+    t = convGeometry([N, g.C, H, W], [g.K, g.Cg, g.R, g.S], base);
+  }
+  const tg = t;
+  return {
+    candidates: convCandidates(g, pass, gpu),
+    tolerance: dtype === 'f16' ? 4e-3 : undefined,
+    flops: flops(tg),
+    trial(gpu) {
+      const rng = new Rng(0x7e57);
+      const rand = (shape: Shape) => Tensor.from(gpu, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape, dtype);
+      const x = rand([tg.N, tg.C, tg.H, tg.W]), w = rand([tg.K, tg.Cg, tg.R, tg.S]), dY = rand([tg.N, tg.K, tg.P, tg.Q]);
+      return {
+        run(id) {
+          const v = parseVariant(pass, id, gpu);
+          const o: Conv2dOptions = { ...base, version: v.version, share: v.share };
+          if (pass === 'fwd') return conv2d(x, w, undefined, o, v.tile);
+          if (pass === 'dx') return conv2dBackwardInput(dY, w, x.shape, o, v.tile);
+          return conv2dBackwardWeight(x, dY, w.shape, o, v.dwTile);
+        },
+        dispose() { x.dispose(); w.dispose(); dY.dispose(); },
+      };
+    },
+  };
+}
+
+/**
+ * The variant the autotuner measured fastest for this class, or undefined for the heuristic default
+ * (also when the caller pinned a version, sharing mode or tile: explicit choices are never overridden).
+ */
+function tunedVariant(g: ConvGeometry, pass: Pass, opts: Conv2dOptions, gpu: Gpu, pinnedTile: boolean, dtype: DType): ConvVariant | undefined {
+  if (opts.version || opts.share || pinnedTile) return undefined;
+  const id = gpu.tuner.choose(`conv2d.${pass}`, convClass(g, dtype), () => convTrial(g, pass, gpu, dtype));
+  return id === undefined ? undefined : parseVariant(pass, id, gpu);
 }

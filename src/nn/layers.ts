@@ -10,6 +10,59 @@ import type { PoolPair, PoolPadding } from '../kernels/pool.js';
 import { Rng } from '../util/rng.js';
 import { Module, type Parameter } from './module.js';
 
+// ---- fusion -------------------------------------------------------------------------------------
+//
+// A convolution or a Linear followed by a ReLU runs as one kernel (the ReLU in the kernel's
+// epilogue), and so does a BatchNorm that uses its running statistics followed by a ReLU: one
+// dispatch and one pass over the activation fewer per pair. Modules fuse the pairs they own and whose
+// intermediate nobody else can see: Sequential (a Conv2d, Linear or BatchNorm2d directly followed by
+// a ReLU), ResNet's blocks, and ONNX graphs (onnx/import.ts: only when the pre-ReLU value has no
+// other reader). The autograd op stays one op whose attrs say `activation: 'relu'`, and ONNX export
+// writes the two nodes back. BatchNorm with batch statistics (training) is not fused.
+// NOTE: only plain Conv2d / Linear / BatchNorm2d / ReLU modules fuse: a subclass that overrides
+// forward (or call) runs as written.
+
+let fusion = true;
+
+/** Turns fusion on or off for every module (tests, `explain`, benchmarks); returns the previous setting. */
+export function setFusion(on: boolean): boolean {
+  const prev = fusion;
+  fusion = on;
+  return prev;
+}
+
+/** Whether modules fuse Conv→ReLU, Linear→ReLU and BatchNorm(running statistics)→ReLU (default true). */
+export function fusionEnabled(): boolean { return fusion; }
+
+/** Runs fn with fusion set to `on`, then restores the previous setting. */
+export function withFusion<T>(on: boolean, fn: () => T): T {
+  const prev = setFusion(on);
+  try { return fn(); } finally { setFusion(prev); }
+}
+
+const plain = (m: Module, cls: { prototype: Module }) => m.forward === cls.prototype.forward && m.call === Module.prototype.call;
+
+/** Whether relu(m(x)) may run as m's fused kernel now (`relu`: the ReLU module that would follow, if any). */
+function fusesRelu(m: Module, relu?: Module): boolean {
+  if (!fusion || (relu && !(relu instanceof ReLU && plain(relu, ReLU)))) return false;
+  if (m instanceof Conv2d) return plain(m, Conv2d);
+  if (m instanceof Linear) return plain(m, Linear);
+  // NOTE: with batch statistics the kernel is the training one; BN+ReLU fusion is inference only.
+  if (m instanceof BatchNorm2d) return plain(m, BatchNorm2d) && m.stats === 'running';
+  return false;
+}
+
+/**
+ * relu(m(x)): one fused kernel when fusion is on and m is a plain Conv2d or Linear, or a plain
+ * BatchNorm2d using its running statistics; otherwise m, then `relu` (the ReLU module that follows m,
+ * or the op).
+ */
+export function callWithRelu(m: Module, x: Variable, relu?: Module): Variable {
+  if (fusesRelu(m, relu)) return (m as Conv2d | Linear | BatchNorm2d).forwardRelu(x);
+  const h = m.call(x);
+  return relu ? relu.call(h) : ops.relu(h);
+}
+
 /** How new parameters are filled: a seeded PyTorch-default init, or left empty (weights to be loaded). */
 export interface InitOptions { rng?: Rng; init?: boolean }
 
@@ -41,6 +94,8 @@ export class Conv2d extends Module {
   }
 
   forward(x: Variable): Variable { return ops.conv2d(x, this.weight, this.bias, this.opts); }
+  /** relu(forward(x)) in one kernel (see `callWithRelu`, which decides when to use it). */
+  forwardRelu(x: Variable): Variable { return ops.conv2dRelu(x, this.weight, this.bias, this.opts); }
 }
 
 export class Linear extends Module {
@@ -54,6 +109,8 @@ export class Linear extends Module {
   }
 
   forward(x: Variable): Variable { return ops.linear(x, this.weight, this.bias); }
+  /** relu(forward(x)) in one kernel (the matmul's epilogue). */
+  forwardRelu(x: Variable): Variable { return ops.linear(x, this.weight, this.bias, 'relu'); }
 }
 
 export class ReLU extends Module {
@@ -129,10 +186,14 @@ export class BatchNorm2d extends Module {
     if (name === 'running_var') this.runningVar = t;
   }
 
-  forward(x: Variable): Variable {
+  forward(x: Variable): Variable { return this.run(x, false); }
+  /** relu(forward(x)): one kernel with running statistics, two ops with batch statistics. */
+  forwardRelu(x: Variable): Variable { return this.run(x, true); }
+
+  private run(x: Variable, relu: boolean): Variable {
     return ops.batchNorm(x, {
       gamma: this.weight, beta: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-      eps: this.eps, momentum: this.o.momentum ?? 0.1, stats: this.stats,
+      eps: this.eps, momentum: this.o.momentum ?? 0.1, stats: this.stats, relu,
     });
   }
 }
@@ -183,7 +244,12 @@ export class Sequential extends Module {
   }
   forward(x: Variable): Variable {
     let h = x;
-    for (const m of this.layers) h = m.call(h);
+    for (let i = 0; i < this.layers.length; i++) {
+      const m = this.layers[i]!, next = this.layers[i + 1];
+      // A Conv2d / Linear / BatchNorm2d directly followed by a ReLU: nothing outside sees the value between them.
+      if (next && fusesRelu(m, next)) { h = callWithRelu(m, h, next); i++; continue; }
+      h = m.call(h);
+    }
     return h;
   }
 }
@@ -209,7 +275,7 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Variable): Variable {
-    const h = ops.relu(this.bn1.call(this.conv1.call(x)));
+    const h = callWithRelu(this.bn1, this.conv1.call(x));
     const y = this.bn2.call(this.conv2.call(h));
     const id = this.downsample ? this.downsample.call(x) : x;
     return ops.relu(ops.add(y, id));

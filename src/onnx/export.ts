@@ -7,6 +7,7 @@
 // layers of nn/, torchvision VGG16/ResNet34, imported graphs (OnnxModule) with new heads.
 //
 //   conv2d → Conv   linear → Gemm(transB = 1)   batchNorm (running stats) → BatchNormalization
+//   (a fused ReLU, attrs.activation = 'relu', adds its Relu node: fusion never changes the file)
 //   relu/leakyRelu/sigmoid/tanh/clip → same     maxPool2d/avgPool2d → MaxPool/AveragePool
 //   globalAvgPool → GlobalAveragePool   adaptiveAvgPool2d → AveragePool (when the bins are even)
 //   add/sub/mul/div → Add/Sub/Mul/Div   scale → Mul(scalar)   reshape → Flatten(1) or Reshape
@@ -169,6 +170,14 @@ export async function exportOnnx(gpu: Gpu, model: Module, o: ExportOptions): Pro
       case 'dropout': emit('Identity', [x()], out); break;
       default:
         throw new OnnxError(`cannot export op '${t.op}' to ONNX`);
+    }
+    // A fused activation (conv2d, linear or batchNorm with `activation: 'relu'`, one kernel here)
+    // is two nodes in ONNX: the op above wrote the pre-activation value, the Relu reads it. Names are
+    // drawn in the same order as for the unfused ops, so the file is the same either way.
+    if (a.activation === 'relu') {
+      const r = fresh('relu');
+      emit('Relu', [out], r);
+      names.set(t.output, r);
     }
   };
 

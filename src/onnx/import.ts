@@ -12,6 +12,11 @@
 //   Flatten, Reshape, Squeeze, Unsqueeze → reshape (no copy)   Transpose, Concat, Pad → data movement
 //   Dropout → dropout (training only)   Softmax, LogSoftmax → along the last axis   LRN → lrn
 //
+// Fusion (nn/layers.ts `setFusion`): a Conv, Gemm/MatMul, or BatchNormalization using running
+// statistics whose output is read only by the Relu after it runs with that Relu as one fused kernel;
+// never when the pre-ReLU value is read elsewhere (another node, a graph output, a cut point, runTo's
+// target). The module, its parameters and an export are the same either way.
+//
 // NOTE on Gemm: Y = α·op(A)·op(B) + β·C is stored as a Linear with W = α·op(B)ᵀ ([out, in], what
 // torch exports with transB = 1) and b = β·C: trainable either way, and exported back as
 // Gemm(transB = 1, α = β = 1). A Gemm/MatMul whose B is an activation (not a weight) is unsupported.
@@ -25,7 +30,7 @@ import { Tensor } from '../gpu/tensor.js';
 import * as ops from '../autograd/ops.js';
 import { Variable } from '../autograd/variable.js';
 import { Module, Parameter } from '../nn/module.js';
-import { Dropout, type BnPolicy } from '../nn/layers.js';
+import { Dropout, fusionEnabled, type BnPolicy } from '../nn/layers.js';
 import type { Grouped } from '../nn/groups.js';
 import { Rng } from '../util/rng.js';
 import { OnnxError, type OnnxModel, type OnnxTensor } from './reader.js';
@@ -215,7 +220,16 @@ export class OnnxModule extends Module implements Grouped {
       if (p) return p;
       throw new OnnxError(`node '${m.node.name}' reads '${name}', which nothing produced`);
     };
-    for (const m of this.layers) {
+    const readers = fusionEnabled() ? this.readers(target) : null;
+    for (let i = 0; i < this.layers.length; i++) {
+      const m = this.layers[i]!, next = this.layers[i + 1];
+      if (readers && next && this.fusesRelu(m, next, readers)) {
+        // m's output feeds only this Relu: run the pair as one fused kernel, skip the Relu node.
+        values.set(next.node.outputs[0]!, this.runNode(m, (name) => get(name, m), true));
+        i++;
+        if (next.node.outputs[0] === target) break;
+        continue;
+      }
       const y = this.runNode(m, (name) => get(name, m));
       values.set(m.node.outputs[0]!, y);
       if (m.node.outputs[0] === target) break;
@@ -225,36 +239,74 @@ export class OnnxModule extends Module implements Grouped {
     return out;
   }
 
-  private runNode(m: NodeModule, get: (name: string) => Variable): Variable {
+  /**
+   * How many readers each value has that the graph cannot see past: node inputs, the graph's outputs,
+   * the module's output (a cut point) and `target` (what runTo was asked for, e.g. features).
+   */
+  private readers(target: string): Map<string, number> {
+    const r = new Map<string, number>();
+    const add = (name: string) => r.set(name, (r.get(name) ?? 0) + 1);
+    for (const m of this.layers) m.node.inputs.forEach(add);
+    for (const v of this.graph.outputs) add(v.name);
+    add(this.output);
+    add(target);
+    return r;
+  }
+
+  /** The BatchNorm statistics node m uses now (see BatchNorm2d.stats). */
+  private bnStats(m: NodeModule): 'batch' | 'running' {
+    const n = m.node;
+    const gamma = m.params.get(n.inputs[1]!)!, beta = m.params.get(n.inputs[2]!)!;
+    return !m.training ? 'running' : m.bnPolicy === 'auto' ? (gamma.trainable || beta.trainable ? 'batch' : 'running') : m.bnPolicy;
+  }
+
+  /**
+   * Whether node m and the Relu after it may run as one fused kernel: m is a Conv, a Gemm / MatMul,
+   * or a BatchNormalization using running statistics, and its only output has exactly one reader, that Relu
+   * (so the pre-ReLU value is not a graph output, a cut point, runTo's target, or read by any other node).
+   */
+  private fusesRelu(m: NodeModule, next: NodeModule, readers: Map<string, number>): boolean {
+    if (next.node.op !== 'Relu' || m.node.outputs.length !== 1) return false;
+    const out = m.node.outputs[0]!;
+    if (next.node.inputs[0] !== out || readers.get(out) !== 1) return false;
+    const op = m.node.op;
+    return op === 'Conv' || op === 'Gemm' || op === 'MatMul' || (op === 'BatchNormalization' && this.bnStats(m) === 'running');
+  }
+
+  /** Runs one node; `relu`: also apply the ReLU that follows it, fused (Conv, Gemm, MatMul, BatchNormalization). */
+  private runNode(m: NodeModule, get: (name: string) => Variable, relu = false): Variable {
     const n = m.node;
     const x = () => get(n.inputs[0]!);
+    if (relu && !['Conv', 'Gemm', 'MatMul', 'BatchNormalization'].includes(n.op)) throw new Error(`runNode: no fused ReLU for ${n.op}`);
     switch (n.op) {
       case 'Conv': {
         const a = n.attrs;
         const xv = x();
         const pads = resolvePads(a, xv.shape);
         return ops.conv2d(xv, m.params.get(n.inputs[1]!)!, n.inputs[2] ? m.params.get(n.inputs[2])! : null,
-          { stride: pair(a.strides), dilation: pair(a.dilations), padding: pads, groups: a.group });
+          { stride: pair(a.strides), dilation: pair(a.dilations), padding: pads, groups: a.group, ...(relu ? { activation: 'relu' } : {}) });
       }
       case 'Gemm': case 'MatMul': {
         let xv = x();
         if (xv.shape.length !== 2) this.fail(n, `the activation must be 2-D [N, features], got [${xv.shape}]`);
         if (n.op === 'Gemm' && n.attrs.transA) xv = ops.transpose(xv, [1, 0]);
         const b = n.op === 'Gemm' && n.inputs[2] ? m.params.get(n.inputs[2])! : null;
-        xv = ops.linear(xv, m.params.get(n.inputs[1]!)!, b);
-        return xv;
+        return ops.linear(xv, m.params.get(n.inputs[1]!)!, b, relu ? 'relu' : undefined);
       }
       case 'BatchNormalization': {
         const xv = x();
         const gamma = m.params.get(n.inputs[1]!)!, beta = m.params.get(n.inputs[2]!)!;
-        const stats = !m.training ? 'running' : m.bnPolicy === 'auto' ? (gamma.trainable || beta.trainable ? 'batch' : 'running') : m.bnPolicy;
         // NOTE: BatchNormalization on [N, C] (after a dense layer) runs as [N, C, 1, 1].
         const x4 = xv.shape.length === 2 ? ops.reshape(xv, [xv.shape[0]!, xv.shape[1]!, 1, 1]) : xv;
+        // (There the ReLU stays a separate op after the reshape back, so an export keeps the node order.)
+        const flat = xv.shape.length === 2;
         const y = ops.batchNorm(x4, {
           gamma, beta, runningMean: m.consts.get(n.inputs[3]!)!, runningVar: m.consts.get(n.inputs[4]!)!,
-          eps: n.attrs.epsilon, momentum: 1 - n.attrs.momentum, stats,
+          eps: n.attrs.epsilon, momentum: 1 - n.attrs.momentum, stats: this.bnStats(m), relu: relu && !flat,
         });
-        return xv.shape.length === 2 ? ops.reshape(y, xv.shape) : y;
+        if (!flat) return y;
+        const y2 = ops.reshape(y, xv.shape);
+        return relu ? ops.relu(y2) : y2;
       }
       case 'Relu': return ops.relu(x());
       case 'LeakyRelu': return ops.leakyRelu(x(), n.attrs.alpha);

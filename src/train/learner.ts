@@ -85,6 +85,8 @@ export interface LearnerOptions {
   onEpochEnd?: (r: EpochRecord, learner: Learner) => void | Promise<void>;
   /** Sees every training step and its phases (a trace: train/trace.ts). */
   observer?: StepObserver;
+  /** Called before each kernel shape class is autotuned (first use of a shape on this adapter). */
+  onTune?: (key: string, index: number, total: number) => void;
 }
 
 export interface EvalResult { loss: number; accuracy: number; n: number; confusion: number[][]; predictions: Uint32Array; labels: Uint32Array }
@@ -180,6 +182,7 @@ export class Learner {
       const [l, c] = await Promise.all([r.loss.read(), r.correct.read()]);
       if (!this.isCapturedOutput(r.loss)) { r.loss.dispose(); r.correct.dispose(); }
       if (!Number.isFinite(l[0]!)) throw new Error(`training diverged: loss is ${l[0]} at ${stage} epoch ${epoch + 1} step ${step + 1}; lower the learning rate`);
+      await this.settleTuning();
       lossSum += l[0]! * b.labels.length; correct += c[0]!; n += b.labels.length; step++; size = b.shape[2];
       this.opts.onProgress?.({ stage, epoch: epoch + 1, epochs, step, steps, loss: l[0]!, images: n });
       if (this.stopRequested) break;
@@ -233,6 +236,17 @@ export class Learner {
     return c.outputs;
   }
 
+  /**
+   * Autotuning (gpu/tune.ts): the first step with new shapes ran every kernel's heuristic default and
+   * queued the shape classes the adapter has no measurement for; measure them now, between steps.
+   * Captured steps baked in the defaults, so they are dropped and the next step captures the winners.
+   */
+  async settleTuning() {
+    if (!this.gpu.tuner.pending) return;
+    await this.gpu.tuner.settle({ onProblem: this.opts.onTune });
+    this.dropCaptures();
+  }
+
   /** Forgets captured steps (after the model's or optimizer's buffers were replaced). */
   resetCaptures() { this.dropCaptures(); }
 
@@ -258,6 +272,7 @@ export class Learner {
       });
       const [loss, pred] = await Promise.all([r.loss.read(), readU32(r.pred!)]);
       [r.loss, r.probs, r.pred!, r.correct!].forEach((t) => t.dispose());
+      await this.settleTuning();
       lossSum += loss[0]! * b.labels.length; n += b.labels.length;
       b.labels.forEach((l, i) => { confusion[l]![pred[i]!]!++; preds.push(pred[i]!); labels.push(l); });
     }

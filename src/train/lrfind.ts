@@ -47,6 +47,7 @@ export async function lrFind(learner: Learner, train: BatchSource, o: LrFindOpti
         const r = learner.trainStep(b);
         const loss = (await r.loss.read())[0]!;
         if (!learner.isCapturedOutput(r.loss)) { r.loss.dispose(); r.correct.dispose(); }
+        await learner.settleTuning();
         avg = beta * avg + (1 - beta) * loss;
         const smooth = avg / (1 - beta ** (it + 1));
         lrs.push(lr); losses.push(smooth); raw.push(loss);

@@ -65,7 +65,50 @@ describe('wgtrain bench', () => {
     expect(out).toMatch(/e2e\/smallcnn@32\/b4\/unfrozen +\d+/);
   });
 
+  it('--autotune auto measures the variants of a new shape class, reports the winner and caches it per adapter', async () => {
+    const cache = join(dir, 'tune');
+    process.env.WGTRAIN_CACHE_DIR = cache;
+    try {
+      const id = '^conv2d.dx/resnet34.layer2.0.conv1$';
+      const { out } = await bench('--quick', '--filter', id, '--no-e2e', '--autotune', 'auto', '--json', join(dir, 'tuned.json'));
+      const r = parseReport(readFileSync(join(dir, 'tuned.json'), 'utf8'));
+      expect(r.tuning).toBe('auto');
+      const k = r.kernels[0]!;
+      expect(k.validation.ok).toBe(true); // the winner, validated against the float64 reference
+      const t = k.tuning![0]!;
+      expect(t.key).toMatch(/^conv2d\.dx\|64>128 3x3 s2 /);
+      expect(Object.keys(t.ms).length).toBeGreaterThan(3);
+      expect(t.ms[t.pick]!).toBeLessThanOrEqual(t.ms[t.default]!);
+      expect(k.variant).toBe(t.pick);
+      expect(out).toMatch(/autotuning \(auto\): winners per shape class/);
+      const file = JSON.parse(readFileSync(join(cache, 'autotune.json'), 'utf8'));
+      const table = Object.values(file.adapters)[0] as Record<string, { pick: string }>;
+      expect(table[t.key]!.pick).toBe(t.pick);
+      // --autotune cached: the same winner, nothing measured (the report shows the stored times).
+      await bench('--quick', '--filter', id, '--no-e2e', '--autotune', 'cached', '--json', join(dir, 'cached.json'));
+      const c = parseReport(readFileSync(join(dir, 'cached.json'), 'utf8')).kernels[0]!.tuning![0]!;
+      expect(c).toEqual(t);
+    } finally {
+      delete process.env.WGTRAIN_CACHE_DIR;
+    }
+  });
+
+  it('--precision f16: matmul with f16 storage, validated against the reference on the stored values', async () => {
+    const { out } = await bench('--quick', '--filter', '^matmul/512$', '--no-e2e', '--precision', 'f16', '--autotune', 'off', '--json', join(dir, 'f16.json'));
+    const r = parseReport(readFileSync(join(dir, 'f16.json'), 'utf8'));
+    expect(r.precision).toBe('f16');
+    const k = r.kernels[0]!;
+    expect(k.shape).toMatch(/ f16$/);
+    expect(k.bytes).toBe(2 * 3 * 512 * 512);
+    expect(k.validation.ok).toBe(true);
+    expect(k.validation.err).toBeGreaterThan(1e-5); // f16 rounding is really there …
+    expect(k.validation.err).toBeLessThan(3e-3); //    … and accumulation is f32
+    expect(out).toMatch(/^wgtrain bench --quick --precision f16 on /);
+  });
+
   it('bad options are one-line user errors, found before anything runs', async () => {
+    await expect(bench('--precision', 'f64')).rejects.toMatchObject({ name: 'UserError', message: expect.stringMatching(/--precision must be f32 or f16/) });
+    await expect(bench('--autotune', 'sometimes')).rejects.toMatchObject({ name: 'UserError', message: expect.stringMatching(/--autotune must be one of auto, cached, off/) });
     await expect(bench('--filter', '(')).rejects.toMatchObject({ name: 'UserError', message: expect.stringMatching(/^--filter: /) });
     await expect(bench('--batch', '0')).rejects.toMatchObject({ name: 'UserError', message: expect.stringMatching(/--batch must be a positive integer/) });
     await expect(bench('--timing', 'fast')).rejects.toMatchObject({ name: 'UserError' });

@@ -4,7 +4,7 @@ import {
   batchNorm2dBackward, batchNorm2dInference, batchNorm2dInferenceBackward, batchNorm2dTrain, type BatchNormVersion,
 } from '../../src/kernels/batchnorm.js';
 import {
-  batchNorm2dBackwardRef, batchNorm2dInferenceBackwardRef, batchNorm2dInferenceRef, batchNorm2dTrainRef,
+  batchNorm2dBackwardRef, batchNorm2dInferenceBackwardRef, batchNorm2dInferenceRef, batchNorm2dInferenceReluRef, batchNorm2dTrainRef,
 } from '../../src/kernels/reference/batchnorm.js';
 import { device, expectClose, gradcheck, Rng } from '../helpers.js';
 
@@ -132,5 +132,37 @@ describe('batchNorm2d', () => {
     expectClose('[1,1,1,1] inference', await batchNorm2dInference(tx, tg, tb, trm, trv).read(), batchNorm2dInferenceRef(d.x, shape, d.gamma, d.beta, d.rm, d.rv), 1e-5);
     expect(() => batchNorm2dTrain(tx, tg, tb, trm, trv)).toThrow(/at least 2/);
     expect(() => batchNorm2dInference(tx, Tensor.from(gpu, [1, 2]), tb, trm, trv)).toThrow(/C = 1/);
+  });
+});
+
+describe('batchNorm2d inference with fused ReLU', () => {
+  // Same shapes as above: flat and plane grids, vec4 and scalar, windowed. About half the outputs
+  // are clamped (beta and x − mean are centred), so both sides of the ReLU are checked.
+  const fusedCases: [number[], BatchNormVersion, number | undefined][] = [
+    [[2, 3, 5, 7], 2, undefined], [[2, 3, 5, 7], 1, undefined], [[5, 3], 2, undefined], [[3, 5, 4, 4], 2, undefined],
+    [[5, 3, 8, 17], 2, undefined], [[5, 3, 8, 17], 2, 4096], [[5, 4, 4, 5], 1, 1024], [[2, 3, 33, 33], 2, undefined],
+  ];
+  it.each(fusedCases)('%j v%i window=%s: y = max(0, BN(x)) in one map pass, same values as BN then ReLU', async (shape, version, maxWindowBytes) => {
+    const tag = `[${shape.join(',')}] v${version}${maxWindowBytes ? ` win${maxWindowBytes}` : ''} relu`;
+    const d = data(shape, prod(shape) + 7 * version);
+    const tx = Tensor.from(gpu, d.x, shape), tg = Tensor.from(gpu, d.gamma), tb = Tensor.from(gpu, d.beta);
+    const trm = Tensor.from(gpu, d.rm), trv = Tensor.from(gpu, d.rv);
+    const count = () => gpu.dispatchCount;
+    const c0 = count();
+    const y = batchNorm2dInference(tx, tg, tb, trm, trv, EPS, { version, maxWindowBytes, relu: true });
+    const fusedDispatches = count() - c0;
+    const got = await y.read();
+    const want = batchNorm2dInferenceReluRef(d.x, shape, d.gamma, d.beta, d.rm, d.rv, EPS);
+    expectClose(`${tag} fwd`, got, want, ...Y_TOL);
+    const zeros = want.filter((v) => v === 0).length;
+    expect(zeros > 0 && zeros < want.length, `${zeros} of ${want.length} clamped`).toBe(true);
+    // Exactly the unfused pass followed by max(·, 0): the same kernel arithmetic, bit for bit.
+    const c1 = count();
+    const plain = batchNorm2dInference(tx, tg, tb, trm, trv, EPS, { version, maxWindowBytes });
+    expect(count() - c1).toBe(fusedDispatches);
+    const p = await plain.read();
+    // (+ 0 turns a −0 into 0: the sign of a zero is not part of the contract.)
+    expect(Array.from(got, (v) => v + 0)).toEqual(Array.from(p, (v) => Math.max(v, 0) + 0));
+    for (const t of [tx, tg, tb, trm, trv, y, plain]) t.dispose();
   });
 });

@@ -164,3 +164,48 @@ describe('conv2d geometry', () => {
     expect(pickVersion(convGeometry([1, 3, 8, 8], [64, 3, 3, 3], {}), 'fwd')).toBe(2);  // VGG's first layer
   });
 });
+
+describe('conv2d with fused ReLU (activation: relu) vs float64 reference', () => {
+  // With and without bias, padded, strided, dilated, grouped and depthwise, several channel blocks.
+  it.each([2, 3, 4, 7, 8, 9, 13, 21, 22])('case %i', async (i) => {
+    const d = data(CASES[i]!, 300 + i);
+    const { g } = d;
+    const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws);
+    const tb = d.b ? Tensor.from(gpu, d.b) : undefined;
+    const want = conv2dRef(d.x, d.xs, d.w, d.ws, d.b, { ...d.o, activation: 'relu' }).y;
+    const zeros = want.filter((v) => v === 0).length;
+    expect(zeros > 0 && zeros < want.length, `${zeros} of ${want.length} clamped`).toBe(true);
+    const variants: [string, Conv2dOptions][] = [['v1', { version: 1 }], ['v2', { version: 2 }], ['v2 no subgroups', { version: 2, share: 'none' }]];
+    for (const [name, v] of variants) {
+      const n0 = gpu.dispatchCount;
+      const y = conv2d(tx, tw, tb, { ...d.o, ...v, activation: 'relu' });
+      const fused = gpu.dispatchCount - n0;
+      const got = await y.read();
+      close(`fwd+relu ${name}`, got, want, g.Cg * g.R * g.S);
+      // The same as the unfused kernel's output clamped: the epilogue changes nothing but the clamp.
+      const n1 = gpu.dispatchCount;
+      const plain = conv2d(tx, tw, tb, { ...d.o, ...v });
+      expect(gpu.dispatchCount - n1, 'the ReLU costs no dispatch').toBe(fused);
+      const p = await plain.read();
+      expect(Array.from(got, (e) => e + 0), name).toEqual(Array.from(p, (e) => Math.max(e, 0) + 0));
+      y.dispose(); plain.dispose();
+    }
+    for (const t of [tx, tw, tb]) t?.dispose();
+  });
+
+  it('batch chunks (tensors above the binding limit) apply the ReLU in every chunk', async () => {
+    const c: Case = [[3, 4, 7, 7], [4, 4, 3, 3], { padding: 1 }, true];
+    const d = data(c, 19);
+    const tx = Tensor.from(gpu, d.x, d.xs), tw = Tensor.from(gpu, d.w, d.ws), tb = Tensor.from(gpu, d.b!);
+    for (const version of [1, 2] as const) {
+      const o: Conv2dOptions = { ...d.o, version, activation: 'relu', bindingLimit: 2 * 4 * 7 * 7 * 4 + 256 };
+      close(`fwd+relu chunked v${version}`, await conv2d(tx, tw, tb, o).read(), conv2dRef(d.x, d.xs, d.w, d.ws, d.b, o).y, 36);
+    }
+  });
+
+  it('an unknown activation is an error, not silently ignored', () => {
+    const tx = Tensor.zeros(gpu, [1, 1, 3, 3]), tw = Tensor.zeros(gpu, [1, 1, 1, 1]);
+    expect(() => conv2d(tx, tw, undefined, { activation: 'gelu' as 'relu' })).toThrow(/unknown fused activation 'gelu'/);
+    tx.dispose(); tw.dispose();
+  });
+});

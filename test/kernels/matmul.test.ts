@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Tensor, type Gpu } from '../../src/gpu/index.js';
-import { dense, denseBackward, matmul, pickTile, V2_TILE, type MatmulOptions, type MatmulVersion } from '../../src/kernels/matmul.js';
+import { dense, denseBackward, matmul, pickTile, pickV3Tile, V2_TILE, V3_TILES, type MatmulOptions, type MatmulVersion } from '../../src/kernels/matmul.js';
 import { denseBackwardRef, denseRef, matmulRef } from '../../src/kernels/reference/matmul.js';
 import { device, expectClose, gradcheck, Rng } from '../helpers.js';
 
@@ -22,14 +22,15 @@ async function checkMatmul(M: number, N: number, K: number, o: MatmulOptions & {
   const tbias = bias ? Tensor.from(gpu, bias) : undefined;
   const c = matmul(ta, tb, { ...o, bias: tbias });
   expect([...c.shape]).toEqual([M, N]);
-  const ref = matmulRef(a, b, M, N, K, { transA: o.transA, transB: o.transB, bias });
-  const tag = `${o.version ?? 'v2'} ${o.transA ? 't' : 'n'}${o.transB ? 't' : 'n'} M=${M} N=${N} K=${K}${bias ? ' +bias' : ''}${o.subgroups === false ? ' no-subgroups' : ''}`;
+  const ref = matmulRef(a, b, M, N, K, { transA: o.transA, transB: o.transB, bias, relu: o.relu });
+  const tag = `${o.version ?? 'v2'} ${o.transA ? 't' : 'n'}${o.transB ? 't' : 'n'} M=${M} N=${N} K=${K}${bias ? ' +bias' : ''}${o.relu ? ' relu' : ''}${o.subgroups === false ? ' no-subgroups' : ''}`;
   expectClose(tag, await c.read(), ref, RTOL, atolFor(K));
   for (const t of [ta, tb, tbias, c]) t?.dispose();
 }
 
 const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
 const VERSIONS: MatmulVersion[] = ['v1', 'v2'];
+const ALL_VERSIONS: MatmulVersion[] = ['v1', 'v2', 'v3'];
 
 describe('matmul vs reference', () => {
   // Odd shapes (scalar loads, every tail) and 4-aligned ones (vec4 loads), all transposes, both versions.
@@ -51,7 +52,10 @@ describe('matmul vs reference', () => {
   it('tile choice follows M', () => {
     expect(pickTile(2).TM).toBe(4);
     expect(pickTile(8).TM).toBe(8);
+    expect(pickTile(12)).toMatchObject({ TM: 16, GM: 1 }); // one 16-row group per workgroup
     expect(pickTile(1000)).toEqual(V2_TILE);
+    expect(pickV3Tile(16)).toEqual(V3_TILES[2]);
+    expect(pickV3Tile(1000)).toEqual(V3_TILES[0]);
   });
 
   it('256×256×256 (v2, all transposes; v1 without)', async () => {
@@ -63,7 +67,7 @@ describe('matmul vs reference', () => {
     const rng = new Rng(11);
     const [M, N, K] = [4, 13, 21];
     const a = rng.array(M * K), b = rng.array(N * K), bias = rng.array(N), old = rng.array(M * N);
-    for (const version of VERSIONS) {
+    for (const version of ALL_VERSIONS) {
       const ta = Tensor.from(gpu, a, [M, K]), tb = Tensor.from(gpu, b, [N, K]), tbias = Tensor.from(gpu, bias);
       const out = Tensor.from(gpu, old, [M, N]);
       const r = matmul(ta, tb, { transB: true, bias: tbias, out, beta: 0.5, version });
@@ -83,28 +87,77 @@ describe('matmul vs reference', () => {
     for (const t of [z23, z34, z44]) t.dispose();
   });
 
+  it('relu epilogue: max(0, A·B + bias + β·C_old), every version; dense passes it through', async () => {
+    for (const version of ALL_VERSIONS) {
+      await checkMatmul(17, 33, 7, { version, relu: true, withBias: true });
+      await checkMatmul(5, 12, 16, { version, relu: true, transA: true, transB: true });
+    }
+    const rng = new Rng(12);
+    const [M, N, K] = [6, 9, 10];
+    const a = rng.array(M * K), b = rng.array(K * N), bias = rng.array(N), old = rng.array(M * N);
+    for (const version of ALL_VERSIONS) {
+      const ta = Tensor.from(gpu, a, [M, K]), tb = Tensor.from(gpu, b, [K, N]), tbias = Tensor.from(gpu, bias), out = Tensor.from(gpu, old, [M, N]);
+      matmul(ta, tb, { bias: tbias, out, beta: -0.5, relu: true, version });
+      const want = matmulRef(a, b, M, N, K, { bias, out: old, beta: -0.5, relu: true });
+      expect(want.some((v) => v === 0) && want.some((v) => v > 0)).toBe(true);
+      expectClose(`${version} relu beta=-0.5`, await out.read(), want, RTOL, ATOL);
+      const y = dense(ta, tb.reshape([N, K]), tbias, { version, relu: true });
+      expectClose(`${version} dense relu`, await y.read(), denseRef(a, b, bias, M, K, N, true), RTOL, ATOL);
+      for (const t of [ta, tb, tbias, out, y]) t.dispose();
+    }
+  });
+
   it('batched 3-D operands (shared 2-D B, and per-item B)', async () => {
     const rng = new Rng(21);
     const [Bt, M, N, K] = [3, 7, 17, 9];
     const a = rng.array(Bt * M * K), b2 = rng.array(N * K), b3 = rng.array(Bt * K * N);
-    const ta = Tensor.from(gpu, a, [Bt, M, K]);
-    const shared = await matmul(ta, Tensor.from(gpu, b2, [N, K]), { transB: true }).read();
-    const each = await matmul(ta, Tensor.from(gpu, b3, [Bt, K, N])).read();
-    for (let i = 0; i < Bt; i++) {
-      const ai = a.subarray(i * M * K, (i + 1) * M * K);
-      expectClose(`batch ${i} shared B`, shared.subarray(i * M * N, (i + 1) * M * N), matmulRef(ai, b2, M, N, K, { transB: true }), RTOL, ATOL);
-      expectClose(`batch ${i} own B`, each.subarray(i * M * N, (i + 1) * M * N), matmulRef(ai, b3.subarray(i * K * N, (i + 1) * K * N), M, N, K), RTOL, ATOL);
+    const ta = Tensor.from(gpu, a, [Bt, M, K]), tb2 = Tensor.from(gpu, b2, [N, K]), tb3 = Tensor.from(gpu, b3, [Bt, K, N]);
+    for (const version of ['v2', 'v3'] as const) {
+      const shared = await matmul(ta, tb2, { transB: true, version }).read();
+      const each = await matmul(ta, tb3, { version }).read();
+      for (let i = 0; i < Bt; i++) {
+        const ai = a.subarray(i * M * K, (i + 1) * M * K);
+        expectClose(`${version} batch ${i} shared B`, shared.subarray(i * M * N, (i + 1) * M * N), matmulRef(ai, b2, M, N, K, { transB: true }), RTOL, ATOL);
+        expectClose(`${version} batch ${i} own B`, each.subarray(i * M * N, (i + 1) * M * N), matmulRef(ai, b3.subarray(i * K * N, (i + 1) * K * N), M, N, K), RTOL, ATOL);
+      }
     }
+    for (const t of [ta, tb2, tb3]) t.dispose();
+  });
+});
+
+describe('matmul v3 (workgroup-shared-memory tiles)', () => {
+  // Odd shapes (partial blocks in M, N and K; scalar loads) and 4-aligned ones (vec4 loads); M picks
+  // the default tile (≤ 16 rows: the 16×128 block, else 64×64).
+  it.each([
+    [3, 5, 9, false], [17, 33, 7, true], [65, 129, 33, true], [32, 36, 64, false],
+  ])('M=%i N=%i K=%i (bias %s), all transposes, default tile', async (M, N, K, withBias) => {
+    for (const [transA, transB] of TRANS) await checkMatmul(M, N, K, { transA, transB, version: 'v3', withBias });
+  });
+
+  it('every V3_TILES config (partial blocks everywhere; nn with scalar loads, tt with vec4 loads)', async () => {
+    for (const tile of V3_TILES) {
+      await checkMatmul(37, 131, 19, { version: 'v3', tile, withBias: true });
+      await checkMatmul(132, 20, 36, { version: 'v3', tile, transA: true, transB: true });
+    }
+  });
+
+  it('tiles are checked: the version\'s own kind, multiples of 4, adapter limits', () => {
+    const [a, b] = [Tensor.zeros(gpu, [4, 4]), Tensor.zeros(gpu, [4, 4])];
+    expect(() => matmul(a, b, { version: 'v3', tile: V2_TILE })).toThrow(/v3 needs a V3Tile/);
+    expect(() => matmul(a, b, { version: 'v2', tile: V3_TILES[0] })).toThrow(/v2 needs a Tile/);
+    expect(() => matmul(a, b, { version: 'v3', tile: { TM: 6, TN: 4, WM: 4, WN: 4, KB: 4 } })).toThrow(/multiples of 4/);
+    expect(() => matmul(a, b, { version: 'v3', tile: { TM: 4, TN: 4, WM: 64, WN: 64, KB: 4 } })).toThrow(/invocations/);
+    a.dispose(); b.dispose();
   });
 });
 
 describe('dense', () => {
-  it.each([[1, 3, 1], [2, 7, 5], [3, 17, 33], [17, 33, 7], [8, 64, 12]])('N=%i C=%i K=%i forward + backward (v1 and v2)', async (N, C, K) => {
+  it.each([[1, 3, 1], [2, 7, 5], [3, 17, 33], [17, 33, 7], [8, 64, 12]])('N=%i C=%i K=%i forward + backward (every version)', async (N, C, K) => {
     const rng = new Rng(N * 100 + C * 10 + K);
     const x = rng.array(N * C), W = rng.array(K * C), b = rng.array(K), dy = rng.array(N * K);
     const tx = Tensor.from(gpu, x, [N, C]), tW = Tensor.from(gpu, W, [K, C]), tb = Tensor.from(gpu, b), tdy = Tensor.from(gpu, dy, [N, K]);
     const ref = denseBackwardRef(x, W, dy, N, C, K);
-    for (const version of VERSIONS) {
+    for (const version of ALL_VERSIONS) {
       const y = dense(tx, tW, tb, { version });
       expect([...y.shape]).toEqual([N, K]);
       expectClose(`dense ${version} fwd`, await y.read(), denseRef(x, W, b, N, C, K), RTOL, ATOL);
@@ -174,6 +227,17 @@ describe('tensors above the binding limit', () => {
     const [g, nBwd] = parts(() => denseBackward(tx, tW, tdy));
     expect(nBwd).toBeGreaterThan(3); // dX split over K, dW split over its rows
     expectClose('big dense dX (split-K)', await g.dX!.read(), matmulRef(dy, W, N, C, K), rtol, atol);
+    // ReLU with split-K: only the last K part may apply it (max(0, ·) of a partial sum is wrong).
+    const reluRef = matmulRef(dy, W, N, C, K, { relu: true });
+    for (const version of ['v2', 'v3'] as const) {
+      const r = matmul(tdy, tW, { relu: true, version });
+      expectClose(`big relu(dY·W) (split-K) ${version}`, await r.read(), reluRef, rtol, atol);
+      r.dispose();
+    }
+    // v3 through the same windows (the launcher's splitting is version-independent).
+    const y3 = dense(tx, tW, tb, { version: 'v3' });
+    expectClose('big dense fwd v3', await y3.read(), denseRef(x, W, b, N, C, K), rtol, atol);
+    y3.dispose();
     // dW is 135 MB: check whole rows at a few places, including both ends and a window boundary.
     for (const k of [0, 1, 511, 992, 1023]) {
       const got = new Float32Array(await gpu.read(g.dW!.buffer, k * C * 4, C * 4));

@@ -199,6 +199,29 @@ describe.skipIf(!enabled)('web app in Chromium', () => {
     await app.context.close();
   }, 120_000);
 
+  it('autotunes in the browser and keeps the table in IndexedDB across page loads', async () => {
+    const app = await openApp();
+    const url = `${server.url}bench.html?run&filter=${encodeURIComponent('^matmul/512$')}&e2e=0`;
+    const finish = () => app.page.waitForFunction(() => document.body.dataset.status === 'done' || document.body.dataset.status === 'error', null, { timeout: 150_000, polling: 250 });
+    await app.page.goto(url);
+    await finish();
+    expect(await app.page.locator('#error').isVisible()).toBe(false);
+    const first = (await app.page.locator('#table').textContent())!;
+    // The first run measured the class: the report lists its default and its winner.
+    const row = /matmul\|nn 512x512x512\s+(\S+)\s+[\d.]+\s+(\S+)/.exec(first);
+    expect(row, first).not.toBeNull();
+    expect(first).not.toMatch(/FAIL|NOT TIMED/);
+    // A new page load (same profile) loads the table instead of measuring again.
+    await app.page.goto(url);
+    await finish();
+    const log = (await app.page.locator('#log').textContent())!;
+    expect(log).toMatch(/autotuning: 1 kernel shape class measured earlier on this adapter \(IndexedDB\)/);
+    const second = (await app.page.locator('#table').textContent())!;
+    // Same default, winner and times: read from IndexedDB, not measured again.
+    expect(/matmul\|nn 512x512x512\s+(\S+)\s+[\d.]+\s+(\S+)/.exec(second)?.[0]).toBe(row![0]);
+    await app.context.close();
+  }, 240_000);
+
   it('fine-tunes the demo model in a worker: LR finder, pause, reload and resume from IndexedDB, predict, export', async () => {
     const app = await openApp();
     const { page } = app;

@@ -45,6 +45,11 @@ export function batchNorm2dInferenceRef(x: Arr, shape: readonly number[], gamma:
   return y;
 }
 
+/** Inference followed by ReLU (the fused kernel): y = max(0, gamma·(x − mean)/sqrt(var + eps) + beta). */
+export function batchNorm2dInferenceReluRef(x: Arr, shape: readonly number[], gamma: Arr, beta: Arr, mean: Arr, variance: Arr, eps = 1e-5): Float64Array {
+  return batchNorm2dInferenceRef(x, shape, gamma, beta, mean, variance, eps).map((v) => Math.max(0, v));
+}
+
 export interface BatchNormTrainRef {
   y: Float64Array; saveMean: Float64Array; saveInvStd: Float64Array;
   /** Updated running statistics (new arrays; the inputs are not modified). */

@@ -38,12 +38,13 @@ function forEachTap(g: ConvGeometry, f: (yi: number, xi: number, wi: number) => 
   }
 }
 
-/** y [N,K,P,Q] = conv2d(x [N,C,H,W], w [K,C/G,R,S]) + b [K]. */
+/** y [N,K,P,Q] = conv2d(x [N,C,H,W], w [K,C/G,R,S]) + b [K]; then max(0, y) when opts.activation = 'relu'. */
 export function conv2dRef(x: Arr, xShape: Shape, w: Arr, wShape: Shape, b: Arr | null, opts: Conv2dOptions = {}): { y: Float64Array; shape: number[] } {
   const g = convGeometry(xShape, wShape, opts);
   const y = new Float64Array(g.N * g.K * g.P * g.Q);
   if (b) for (let i = 0; i < y.length; i++) y[i] = b[Math.floor(i / (g.P * g.Q)) % g.K]!;
   forEachTap(g, (yi, xi, wi) => { y[yi]! += x[xi]! * w[wi]!; });
+  if (opts.activation === 'relu') for (let i = 0; i < y.length; i++) y[i] = Math.max(0, y[i]!);
   return { y, shape: [g.N, g.K, g.P, g.Q] };
 }
 

@@ -2,10 +2,10 @@
 
 type Arr = ArrayLike<number>;
 
-export interface MatmulRefOptions { transA?: boolean; transB?: boolean; bias?: Arr; beta?: number; out?: Arr }
+export interface MatmulRefOptions { transA?: boolean; transB?: boolean; bias?: Arr; beta?: number; out?: Arr; relu?: boolean }
 
 /**
- * C[M,N] = op(A)·op(B) + bias[N] + β·out, row-major. A: [M,K] (transA: [K,M]), B: [K,N] (transB: [N,K]).
+ * C[M,N] = op(A)·op(B) + bias[N] + β·out (relu: max(0, ·)), row-major. A: [M,K] (transA: [K,M]), B: [K,N] (transB: [N,K]).
  */
 export function matmulRef(a: Arr, b: Arr, M: number, N: number, K: number, o: MatmulRefOptions = {}): Float64Array {
   const c = new Float64Array(M * N);
@@ -19,15 +19,15 @@ export function matmulRef(a: Arr, b: Arr, M: number, N: number, K: number, o: Ma
       }
       if (o.bias) s += o.bias[n]!;
       if (o.beta && o.out) s += o.beta * o.out[m * N + n]!;
-      c[m * N + n] = s;
+      c[m * N + n] = o.relu ? Math.max(0, s) : s;
     }
   }
   return c;
 }
 
-/** y[N,K] = x[N,C]·Wᵀ + b, W: [K,C]. */
-export function denseRef(x: Arr, W: Arr, b: Arr | undefined, N: number, C: number, K: number): Float64Array {
-  return matmulRef(x, W, N, K, C, { transB: true, bias: b });
+/** y[N,K] = x[N,C]·Wᵀ + b (relu: max(0, ·)), W: [K,C]. */
+export function denseRef(x: Arr, W: Arr, b: Arr | undefined, N: number, C: number, K: number, relu = false): Float64Array {
+  return matmulRef(x, W, N, K, C, { transB: true, bias: b, relu });
 }
 
 /** dX[N,C] = dY·W, dW[K,C] = dYᵀ·x, db[K] = Σ_n dY[n,:]. */

@@ -9,7 +9,7 @@
 import type { Gpu } from '../../gpu/device.js';
 import type { Variable } from '../../autograd/variable.js';
 import { flatten } from '../../autograd/ops.js';
-import { AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Linear, MaxPool2d, ReLU, Sequential, type InitOptions } from '../layers.js';
+import { AdaptiveAvgPool2d, BasicBlock, BatchNorm2d, callWithRelu, Conv2d, Linear, MaxPool2d, ReLU, Sequential, type InitOptions } from '../layers.js';
 import { Module } from '../module.js';
 import { Rng } from '../../util/rng.js';
 import type { Grouped } from '../groups.js';
@@ -43,7 +43,8 @@ export class ResNet extends Module implements Grouped {
   }
 
   forward(x: Variable): Variable {
-    let h = this.maxpool.call(this.relu.call(this.bn1.call(this.conv1.call(x))));
+    // bn1 + relu: one fused kernel when bn1 uses its running statistics (eval, or a frozen BN).
+    let h = this.maxpool.call(callWithRelu(this.bn1, this.conv1.call(x), this.relu));
     h = this.layer4.call(this.layer3.call(this.layer2.call(this.layer1.call(h))));
     return this.fc.call(flatten(this.avgpool.call(h)));
   }
