@@ -90,7 +90,7 @@ export interface TuneResult extends TuneEntry { key: string }
  */
 const TOL = 1e-3;
 /** Timing per candidate: a few short samples are enough to separate variants that matter. */
-const TIMING = { samples: 3, targetMs: 10, maxReps: 16 };
+const TIMING = { samples: 2, targetMs: 8, maxReps: 8 };
 /** A variant replaces the default only if it takes at most this fraction of the default's time. */
 const SWITCH = 0.95;
 

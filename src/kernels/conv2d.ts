@@ -44,6 +44,21 @@
 //       subgroupBroadcast with constant lanes measured no faster than subgroupShuffle here.
 //       Depthwise and other tiny groups keep v1 by default: a v2 tile would be mostly padding
 //       (pickVersion; depthwise 64 channels 56×56: v1 forward 48 ms vs v2 800 ms).
+//       Small images (≤ 4096 output pixels) run 2 lane groups per workgroup instead of 8 (`lg`,
+//       defaultTile): a workgroup covers 16 pixels instead of 64, so e.g. 4·3×3 = 36 pixels fill 3
+//       workgroups to 75% instead of one to 56%. dX / forward ms, 3×3 pad 1, batch 4: 512 channels
+//       3×3 px 52 → 40 / 56 → 46, 7×7 px 112 → 78 / 94 → 84; 256 ch 7×7 28 → 21; 128 ch 14×14 19 → 15.
+//   v3  explicit im2col + matmul (forward and dX; f32, groups = 1; see its section): the windows are
+//       copied into a [pixels, C·R·S] matrix and one GEMM (matmul.ts, autotuned) does the arithmetic.
+//       More memory traffic, but no empty tile slots and no per-tap masks in the GEMM: it wins where
+//       images are tiny. ms v2 → v3, 3×3 pad 1, batch 4 (lavapipe, under load): 512 ch at 3×3 px
+//       forward 75 → 22, dX 73 → 40; at 7×7 px 130 → 85, 148 → 117; 256 ch at 7×7 dX 34 → 39; from
+//       14×14 up it is 2–4× slower. Only a tuning candidate (≤ 1024 pixels), never the default.
+//   autotuned  the variants above are candidates per shape class (convCandidates, end of file): the
+//       autotuner (gpu/tune.ts) measures them on the adapter and the launchers run the winner.
+//       On lavapipe (`wgtrain bench --quick`, 62 classes) it kept the default on about half of them
+//       and switched the rest for 1.06–2.0× on its own measurement (median 1.16×): v1 on 1×1 and
+//       2×2 images, 4×4 / 16×4 tiles on small ones, dW 8×2.
 //   v1/v2 + ReLU  the forward kernels of both versions take a compile-time `relu` flag (kernel key
 //       suffix `.relu`, same kernel names): the epilogue stores max(0, acc + b), so conv → ReLU is
 //       one dispatch and y is written once instead of written, read and written again. Measured
@@ -81,6 +96,8 @@ import { grid1d, LINEAR_INDEX, memo, MAX_GROUPS, type KernelSpec } from '../gpu/
 import { Tensor, dtypeBytes, expectShape, type DType, type Shape } from '../gpu/tensor.js';
 import type { Binding, Gpu } from '../gpu/device.js';
 import { cast } from './cast.js';
+import { matmul } from './matmul.js';
+import { transpose } from './shape.js';
 import { isSoftwareAdapter, type TuneSpec } from '../gpu/tune.js';
 import { Rng } from '../util/rng.js';
 
@@ -97,10 +114,12 @@ export interface Conv2dOptions {
   dilation?: Pair;
   groups?: number;
   /**
-   * Kernel version: 1 naive, 2 tiled. Default: 2, unless the channel tiles would be mostly padding
-   * (depthwise and other tiny groups, see `pickVersion`), where the naive kernel is faster.
+   * Kernel version: 1 naive, 2 tiled, 3 explicit im2col + matmul (forward and dX; f32, groups = 1;
+   * the weight gradient runs v2 for it). Default: 2, unless the channel tiles would be mostly padding
+   * (depthwise and other tiny groups, see `pickVersion`), where the naive kernel is faster; the
+   * autotuner may pick any of them per shape class.
    */
-  version?: 1 | 2;
+  version?: 1 | 2 | 3;
   /** Testing hook: treat the storage-binding limit as this many bytes (forces batch chunking). */
   bindingLimit?: number;
   /** v2's load sharing (testing/benchmarks): default the fastest the adapter supports; 'none' forces the fallback. */
@@ -457,11 +476,30 @@ function packWeights(w: Tensor, g: ConvGeometry, forDX: boolean): { bp: Tensor; 
   return { bp, rows8, cols4 };
 }
 
-/** v2 tile: `tm` pixels per lane group (shared) × `tk` output channels per lane (a multiple of 4). */
-export interface TileConfig { tm: number; tk: number }
+/**
+ * v2 tile: `tm` pixels per lane group (shared) × `tk` output channels per lane (a multiple of 4);
+ * `lg` lane groups per workgroup (default 8: 64 invocations). A workgroup covers lg·tm pixels, so
+ * small images (few pixels: 4·3×3 = 36) waste fewer slots with fewer lane groups.
+ */
+export interface TileConfig { tm: number; tk: number; lg?: number }
 /** Chosen by bench/conv-gflops.ts on lavapipe (see the header). */
 export const TILE_FWD: TileConfig = { tm: 8, tk: 4 };
 export const TILE_DX: TileConfig = { tm: 8, tk: 4 };
+
+/**
+ * The heuristic tile for a pass over `pixels` output pixels (forward: N·P·Q; dX: N·H·W / stride
+ * phases): the 8×4 tile, with 2 lane groups per workgroup for small images. Measured on lavapipe
+ * (dX / forward ms, 3×3 pad 1, batch 4): 512 ch 3×3 px 52 → 40 / 56 → 46; 512 ch 7×7 px 112 → 78 /
+ * 94 → 84; 256 ch 7×7 px 28 → 21; 128 ch 14×14 px 19 → 15; at 56×56 no difference. Same sums in the
+ * same order: results are bit-identical.
+ */
+export function defaultTile(pass: 'fwd' | 'dx', pixels: number): TileConfig {
+  const t = pass === 'fwd' ? TILE_FWD : TILE_DX;
+  return pixels <= SMALL_PIXELS ? { ...t, lg: 2 } : t;
+}
+const SMALL_PIXELS = 4096;
+const convPixels = (g: ConvGeometry, pass: 'fwd' | 'dx') =>
+  pass === 'fwd' ? g.N * g.P * g.Q : g.N * Math.ceil(g.H / g.sh) * Math.ceil(g.W / g.sw);
 
 type TiledMode = 'fwd' | 'dx';
 
@@ -487,11 +525,11 @@ type TiledMode = 'fwd' | 'dx';
  * so that li / 8 names the same lane group for all 8 lanes. shareMode() requires subgroups ≥ 8.
  */
 const tiledKernel = memo(
-  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean, relu: boolean, dt: DType) => `${mode}.${t.tm}.${t.tk}.${share}.${bias}.${relu}.${dt}`,
+  (mode: TiledMode, t: TileConfig, share: Share, bias: boolean, relu: boolean, dt: DType) => `${mode}.${t.tm}.${t.tk}.${t.lg ?? 8}.${share}.${bias}.${relu}.${dt}`,
   (mode: TiledMode, t: TileConfig, share: Share, bias: boolean, relu: boolean, dt: DType): KernelSpec<ConvU> => {
     const sg = share !== 'none';
-    const { tm: TM, tk: TK } = t, TV = TK / 4;
-    if (TK % 4 !== 0 || TM < 1) throw new Error(`conv2d: bad tile ${TM}×${TK}`);
+    const { tm: TM, tk: TK, lg: LG = 8 } = t, TV = TK / 4;
+    if (TK % 4 !== 0 || TM < 1 || ![1, 2, 4, 8].includes(LG)) throw new Error(`conv2d: bad tile ${TM}×${TK} with ${LG} lane groups`);
     const T = range(TM), V = range(TV);
     const fwd = mode === 'fwd';
     // The gathered source tensor (channels, spatial size, window offset, reduction channels per group)
@@ -514,19 +552,19 @@ const tiledKernel = memo(
   let do${tt} = u.xo + (n${tt} * u.C + g * u.Cg) * DHW + (u.e3 + u.sh * (ij${tt} / u.e6)) * u.W + u.e4 + u.sw * (ij${tt} % u.e6);`;
     return {
       name: `conv2d.${mode}.v2${sg ? '' : '.nosg'}`,
-      key: `conv2d.${mode}.v2.${TM}x${TK}.${share}.${bias ? 'bias' : 'nobias'}${relu ? '.relu' : ''}${keyOf(dt)}`,
+      key: `conv2d.${mode}.v2.${TM}x${TK}${LG === 8 ? '' : `.lg${LG}`}.${share}.${bias ? 'bias' : 'nobias'}${relu ? '.relu' : ''}${keyOf(dt)}`,
       uniforms: CONV_U,
       bindings: [
         { name: 'src', access: 'read', type: dt }, { name: 'bp', access: 'read', type: storage(dt, true) },
         ...(bias ? [{ name: 'b', access: 'read', type: dt } as const] : []), { name: 'dst', access: 'read_write', type: dt },
       ],
-      workgroupSize: [WG, 1, 1],
+      workgroupSize: [8 * LG, 1, 1],
       enables: enablesOf(dt, sg),
       body: /* wgsl */ `
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${8 * LG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32${sg ? ', @builtin(subgroup_invocation_id) sl: u32' : ''}) {
   ${sg ? 'let lane = sl & 7u; let sbase = sl & ~7u;' : 'let lane = li & 7u;'}
-  let blk = (wg.x + wg.z * nwg.x) * 8u + li / 8u;       // this lane group's pixel block
+  let blk = (wg.x + wg.z * nwg.x) * ${LG}u + li / 8u;       // this lane group's pixel block
   let g = wg.y / u.e0;                                  // conv group
   let kvb = ((wg.y % u.e0) * 8u + lane) * ${TV}u;       // this lane's first vec4 of output channels
   let SHW = ${S.H} * ${S.W}; let DHW = ${fwd ? 'u.P * u.Q' : 'u.H * u.W'};
@@ -694,6 +732,97 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }));
 
 // =================================================================================================
+// v3: explicit im2col + matmul (forward and dX)
+// =================================================================================================
+//
+// The textbook lowering: copy every window into a row of a matrix, then one GEMM (matmul.ts, itself
+// autotuned) does all the arithmetic.
+//   forward  col[m, j] = x[n, c, p·sh + r·dh − pt, q·sw + s·dw − pl]   m = (n, p, q), j = (c, r, s)
+//            Y[m, k]   = Σ_j col[m, j] · w[k, j]        (matmul with transB; bias and ReLU in its epilogue)
+//   dX       col[m, j] = dY[n, k, p, q] where h = p·sh + r·dh − pt, v = q·sw + s·dw − pl
+//                                                         m = (n, h, v), j = (k, r, s); 0 where no (p, q)
+//            dX[m, c]  = Σ_j col[m, j] · w[k, c, r, s]   (w re-laid out as [(k, r, s), c])
+// and a transpose from [N, pixels, channels] back to NCHW. It moves more memory than v2 (the column
+// matrix holds each input R·S times) but runs the whole reduction as one dense GEMM with no padding
+// in its tiles: on small images, where v2's pixel tiles are part empty and a third of the taps fall in
+// the padding, it is the faster kernel (VGG16 512→512 at 3×3 pixels, batch 4: see the header).
+// Only a candidate of the autotuner (or version: 3): f32, groups = 1, tensors within one binding.
+
+const im2colKernel = memo((mode: TiledMode) => mode, (mode: TiledMode): KernelSpec<ConvU> => ({
+  name: `conv2d.${mode}.im2col`, key: `conv2d.${mode}.im2col`,
+  uniforms: CONV_U,
+  bindings: [{ name: 'src', access: 'read' }, { name: 'col', access: 'read_write' }],
+  workgroupSize: [WG, 1, 1],
+  body: /* wgsl */ `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = ${LINEAR_INDEX};                 // i = m·J + j
+  if (i >= u.total) { return; }
+  let J = u.e0 * u.R * u.S;                 // e0: channels of the gathered tensor (C forward, K for dX)
+  let m = i / J; let j = i % J;
+  let s = j % u.S; let r = (j / u.S) % u.R; let c = j / (u.R * u.S);
+  ${mode === 'fwd' ? `
+  let q = m % u.Q; let p = (m / u.Q) % u.P; let n = m / (u.P * u.Q);
+  let h = i32(p * u.sh + r * u.dh) - i32(u.pt); let v = i32(q * u.sw + s * u.dw) - i32(u.pl);
+  let ok = h >= 0 && h < i32(u.H) && v >= 0 && v < i32(u.W);
+  col[i] = select(0.0, src[select(0u, ((n * u.C + c) * u.H + u32(h)) * u.W + u32(v), ok)], ok);` : `
+  let v = m % u.W; let h = (m / u.W) % u.H; let n = m / (u.H * u.W);
+  let th = i32(h + u.pt) - i32(r * u.dh); let tw = i32(v + u.pl) - i32(s * u.dw);   // = p·sh, q·sw if tap (r, s) of (p, q) hit (h, v)
+  let ok = th >= 0 && tw >= 0 && th % i32(u.sh) == 0 && tw % i32(u.sw) == 0 && u32(th) / u.sh < u.P && u32(tw) / u.sw < u.Q;
+  col[i] = select(0.0, src[select(0u, ((n * u.K + c) * u.P + u32(th) / u.sh) * u.Q + u32(tw) / u.sw, ok)], ok);`}
+}`,
+}));
+
+/** Bytes of the column matrix a v3 pass needs. */
+const im2colBytes = (g: ConvGeometry, pass: 'fwd' | 'dx') =>
+  4 * (pass === 'fwd' ? g.N * g.P * g.Q * g.C : g.N * g.H * g.W * g.K) * g.R * g.S;
+
+/** Whether v3 applies: f32, one group, and every tensor (the column matrix too) within one binding and 64 MiB. */
+function im2colFits(g: ConvGeometry, pass: 'fwd' | 'dx', gpu: Gpu, dtype: DType): boolean {
+  const cap = Math.min(gpu.maxBinding, 64 * 2 ** 20);
+  return dtype === 'f32' && g.G === 1 && im2colBytes(g, pass) <= cap && 4 * g.N * Math.max(g.C * g.H * g.W, g.K * g.P * g.Q) <= cap;
+}
+
+function im2colCheck(g: ConvGeometry, pass: 'fwd' | 'dx', t: Tensor) {
+  if (!im2colFits(g, pass, t.gpu, t.dtype)) {
+    throw new Error(`conv2d: version 3 (im2col) needs f32, groups = 1 and a column matrix within one binding (${im2colBytes(g, pass)} bytes here)`);
+  }
+}
+
+/** [N, pixels, channels] (a matmul's output) → [N, channels, pixels] reshaped to NCHW. */
+function toNchw(t: Tensor, N: number, pixels: number, ch: number, shape: Shape): Tensor {
+  const out = transpose(t.reshape([N, pixels, ch]), [0, 2, 1]);
+  t.dispose();
+  // NOTE: the returned tensor takes over `out`'s buffer (a reshape() view would not own it, and the
+  // caller must be able to dispose the result); `out` itself is dropped without dispose.
+  return new Tensor(out.gpu, out.buffer, shape);
+}
+
+function im2colForward(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvGeometry, relu: boolean): Tensor {
+  im2colCheck(g, 'fwd', x);
+  const gpu = x.gpu;
+  const M = g.N * g.P * g.Q, J = g.C * g.R * g.S;
+  const col = Tensor.empty(gpu, [M, J]);
+  gpu.run(im2colKernel('fwd'), [x.buffer, col.buffer], uniformsOf(g, g.N, { total: M * J, e0: g.C }), grid1d(M * J, WG), 'conv2d.fwd');
+  const y2 = matmul(col, w.reshape([g.K, J]), { transB: true, bias: b, relu });
+  col.dispose();
+  return toNchw(y2, g.N, g.P * g.Q, g.K, [g.N, g.K, g.P, g.Q]);
+}
+
+function im2colBackwardInput(dY: Tensor, w: Tensor, g: ConvGeometry): Tensor {
+  im2colCheck(g, 'dx', dY);
+  const gpu = dY.gpu;
+  const M = g.N * g.H * g.W, J = g.K * g.R * g.S;
+  const col = Tensor.empty(gpu, [M, J]);
+  gpu.run(im2colKernel('dx'), [dY.buffer, col.buffer], uniformsOf(g, g.N, { total: M * J, e0: g.K }), grid1d(M * J, WG), 'conv2d.dx');
+  // w [K, C, R, S] → [K, R, S, C] = [(k, r, s), c]
+  const wt = transpose(w, [0, 2, 3, 1]);
+  const dx2 = matmul(col, wt.reshape([J, g.C]));
+  col.dispose(); wt.dispose();
+  return toNchw(dx2, g.N, g.H * g.W, g.C, [g.N, g.C, g.H, g.W]);
+}
+
+// =================================================================================================
 // launchers
 // =================================================================================================
 
@@ -706,7 +835,7 @@ const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
  * useful multiply-add on lavapipe, so below 1/16 (depthwise: 1/256) the naive kernel wins.
  */
 export function pickVersion(g: ConvGeometry, pass: 'fwd' | 'dx' | 'dw', opts: Pick<Conv2dOptions, 'version'> = {}, adapter = ''): 1 | 2 {
-  if (opts.version) return opts.version;
+  if (opts.version) return opts.version === 3 ? 2 : opts.version;
   // NOTE: SwiftShader (Chromium's software WebGPU) takes minutes to compile the tiled v2 shaders and
   // then loses the device; its v1 kernels compile at once. Measured in test/web (issue 8).
   if (/swiftshader/i.test(adapter)) return 1;
@@ -729,11 +858,12 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2d
   const dt = storageOf('conv2d', [['x', x], ['w', w], ['b', b]]);
   checkSmall('weight', w);
   const gpu = x.gpu;
+  const tuned = tunedVariant(g, 'fwd', opts, gpu, pinnedTile !== undefined, dt);
+  if ((tuned?.version ?? opts.version) === 3) return im2colForward(x, w, b, g, relu);
   const y = Tensor.empty(gpu, [g.N, g.K, g.P, g.Q], undefined, dt);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const tuned = tunedVariant(g, 'fwd', opts, gpu, pinnedTile !== undefined, dt);
   const v2 = (tuned?.version ?? pickVersion(g, 'fwd', opts, gpu.adapterName)) === 2;
-  const tile = tuned?.tile ?? pinnedTile ?? TILE_FWD;
+  const tile = tuned?.tile ?? pinnedTile ?? defaultTile('fwd', convPixels(g, 'fwd'));
   const packed = v2 ? packWeights(w, g, false) : null;
   const share = tuned?.share ?? shareMode(gpu, opts);
   for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg], dt)) {
@@ -747,7 +877,7 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | undefined, opts: Conv2d
       const kb = Math.ceil(packed.cols4 / tile.tk / 8);
       gpu.run(tiledKernel('fwd', tile, share, !!b, relu, dt), [xw.bind, packed.bp.buffer, ...(b ? [b.buffer] : []), yw.bind],
         uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: M, e0: kb, e1: packed.rows8, e2: packed.cols4 / 4 }),
-        gridXZ(Math.ceil(M / tile.tm / 8), g.G * kb), 'conv2d.fwd');
+        gridXZ(Math.ceil(M / tile.tm / (tile.lg ?? 8)), g.G * kb), 'conv2d.fwd');
     }
   }
   packed?.bp.dispose();
@@ -761,11 +891,12 @@ export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: 
   const dt = storageOf('conv2dBackwardInput', [['dY', dY], ['w', w]]);
   checkSmall('weight', w);
   const gpu = dY.gpu;
+  const tuned = tunedVariant(g, 'dx', opts, gpu, pinnedTile !== undefined, dt);
+  if ((tuned?.version ?? opts.version) === 3) return im2colBackwardInput(dY, w, g);
   const dX = Tensor.empty(gpu, [g.N, g.C, g.H, g.W], undefined, dt);
   const xImg = g.C * g.H * g.W, yImg = g.K * g.P * g.Q;
-  const tuned = tunedVariant(g, 'dx', opts, gpu, pinnedTile !== undefined, dt);
   const v2 = (tuned?.version ?? pickVersion(g, 'dx', opts, gpu.adapterName)) === 2;
-  const tile = tuned?.tile ?? pinnedTile ?? TILE_DX;
+  const tile = tuned?.tile ?? pinnedTile ?? defaultTile('dx', convPixels(g, 'dx'));
   const packed = v2 ? packWeights(w, g, true) : null;
   const share = tuned?.share ?? shareMode(gpu, opts);
   for (const { n0, n } of batchChunks(gpu, opts, g.N, [xImg, yImg], dt)) {
@@ -783,7 +914,7 @@ export function conv2dBackwardInput(dY: Tensor, w: Tensor, xShape: Shape, opts: 
         const M = n * Hf * Wf;
         gpu.run(tiledKernel('dx', tile, share, false, false, dt), [yw.bind, packed.bp.buffer, xw.bind],
           uniformsOf(g, n, { xo: xw.off, yo: yw.off, total: M, e0: kb, e1: packed.rows8, e2: packed.cols4 / 4, e3: a, e4: b, e5: Hf, e6: Wf }),
-          gridXZ(Math.ceil(M / tile.tm / 8), g.G * kb), 'conv2d.dx');
+          gridXZ(Math.ceil(M / tile.tm / (tile.lg ?? 8)), g.G * kb), 'conv2d.dx');
       }
     }
   }
@@ -896,39 +1027,43 @@ export function conv2dBackward(x: Tensor, w: Tensor, dY: Tensor, opts: Conv2dOpt
 // autotuning (gpu/tune.ts): the variants worth measuring per pass, and a trial to measure them on
 // =================================================================================================
 //
-// Candidate ids: 'v1', or 'v2.<tm>x<tk>' (forward, dX: pixels per lane group × output channels per
-// lane) / 'v2.<ta>x<tb>' (dW), with '.nosg' for the variant that loads without subgroup sharing.
-// [0] is the heuristic choice (pickVersion, TILE_*, shareMode), which runs until the class is measured.
+// Candidate ids: 'v1', or 'v2.<tm>x<tk>[w<lg>]' (forward, dX: pixels per lane group × output channels
+// per lane [× lane groups per workgroup, when not 8]) / 'v2.<ta>x<tb>' (dW), with '.nosg' for the
+// variant that loads without subgroup sharing. [0] is the heuristic choice (pickVersion, defaultTile,
+// shareMode), which runs until the class is measured.
 // Measured on lavapipe (bench/conv-gflops.ts) 8×4 beat 4×4, 16×4 and 8×8; real GPUs, with more
 // registers and real SIMD loads, may prefer other shapes — which is why they are candidates.
 // NOTE: SwiftShader never finishes compiling v2 (pickVersion): nothing to tune there.
 
 type Pass = 'fwd' | 'dx' | 'dw';
-interface ConvVariant { version: 1 | 2; tile?: TileConfig; dwTile?: DwTileConfig; share?: Share }
+interface ConvVariant { version: 1 | 2 | 3; tile?: TileConfig; dwTile?: DwTileConfig; share?: Share }
 
-const TUNE_TILES: readonly TileConfig[] = [{ tm: 8, tk: 4 }, { tm: 4, tk: 4 }, { tm: 16, tk: 4 }, { tm: 8, tk: 8 }];
+const TUNE_TILES: readonly TileConfig[] = [{ tm: 8, tk: 4 }, { tm: 8, tk: 4, lg: 2 }, { tm: 4, tk: 4 }, { tm: 16, tk: 4 }, { tm: 8, tk: 8 }];
 const TUNE_DW_TILES: readonly DwTileConfig[] = [{ ta: 16, tb: 2 }, { ta: 8, tb: 2 }, { ta: 16, tb: 4 }, { ta: 32, tb: 2 }];
 
 function variantId(pass: Pass, v: ConvVariant): string {
   if (v.version === 1) return 'v1';
+  if (v.version === 3) return 'v3';
   const [a, b] = pass === 'dw' ? [v.dwTile!.ta, v.dwTile!.tb] : [v.tile!.tm, v.tile!.tk];
-  return `v2.${a}x${b}${v.share === 'none' ? '.nosg' : ''}`;
+  const lg = pass !== 'dw' && (v.tile!.lg ?? 8) !== 8 ? `w${v.tile!.lg}` : '';
+  return `v2.${a}x${b}${lg}${v.share === 'none' ? '.nosg' : ''}`;
 }
 
 function parseVariant(pass: Pass, id: string, gpu: Gpu): ConvVariant {
   if (id === 'v1') return { version: 1 };
-  const m = /^v2\.(\d+)x(\d+)(\.nosg)?$/.exec(id);
+  if (id === 'v3') return { version: 3 };
+  const m = /^v2\.(\d+)x(\d+)(?:w(\d+))?(\.nosg)?$/.exec(id);
   if (!m) throw new Error(`conv2d: unknown variant '${id}'`);
   const [a, b] = [Number(m[1]), Number(m[2])];
-  const share: Share = m[3] ? 'none' : shareMode(gpu);
-  return pass === 'dw' ? { version: 2, dwTile: { ta: a, tb: b }, share } : { version: 2, tile: { tm: a, tk: b }, share };
+  const share: Share = m[4] ? 'none' : shareMode(gpu);
+  return pass === 'dw' ? { version: 2, dwTile: { ta: a, tb: b }, share } : { version: 2, tile: { tm: a, tk: b, ...(m[3] ? { lg: Number(m[3]) } : {}) }, share };
 }
 
 /** The candidates of one pass: the heuristic default first, then every other variant that applies. */
-export function convCandidates(g: ConvGeometry, pass: Pass, gpu: Gpu): string[] {
+export function convCandidates(g: ConvGeometry, pass: Pass, gpu: Gpu, dtype: DType = 'f32'): string[] {
   const share = shareMode(gpu);
   const dflt = pickVersion(g, pass, {}, gpu.adapterName) === 1 ? 'v1'
-    : variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share } : { version: 2, tile: pass === 'fwd' ? TILE_FWD : TILE_DX, share });
+    : variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share } : { version: 2, tile: defaultTile(pass, convPixels(g, pass)), share });
   // Tiny convolutions are launch-bound (every variant costs the same); SwiftShader only runs v1.
   if (convFlops(g) < 2 ** 21 || /swiftshader/i.test(gpu.adapterName)) return [dflt];
   // The naive kernel only wins where there are few pixels to tile (e.g. 2×2 images: one v2 lane group
@@ -938,11 +1073,17 @@ export function convCandidates(g: ConvGeometry, pass: Pass, gpu: Gpu): string[] 
   const v2 = pass === 'dw'
     ? TUNE_DW_TILES.map((dwTile) => variantId(pass, { version: 2, dwTile, share }))
     : TUNE_TILES.map((tile) => variantId(pass, { version: 2, tile, share }));
-  // Without sharing: only the default tile (on adapters where sharing is available at all).
-  if (share !== 'none') v2.push(variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share: 'none' } : { version: 2, tile: pass === 'fwd' ? TILE_FWD : TILE_DX, share: 'none' }));
-  return [...new Set([dflt, ...v1, ...v2])];
+  // Without sharing: only the default tile, on adapters where sharing is available at all — and not on
+  // software adapters, where it measured 2–4× slower on every class of `bench --quick` (a lane's own
+  // loads are per-lane loops there).
+  if (share !== 'none' && !isSoftwareAdapter(gpu.adapterName)) v2.push(variantId(pass, pass === 'dw' ? { version: 2, dwTile: TILE_DW, share: 'none' } : { version: 2, tile: defaultTile(pass, convPixels(g, pass)), share: 'none' }));
+  // im2col + GEMM only where v2's tiles are part empty (measured: it wins at 3×3 and 7×7 pixels, loses
+  // 2–4× from 14×14 up on lavapipe).
+  const v3 = pass !== 'dw' && pixels <= V3_PIXELS && im2colFits(g, pass, gpu, dtype) ? ['v3'] : [];
+  return [...new Set([dflt, ...v1, ...v2, ...v3])];
 }
 const V1_PIXELS = 32;
+const V3_PIXELS = 1024;
 
 /** The shape class: everything but the batch, which counts by powers of two; and the storage type (f32 unmarked). */
 function convClass(g: ConvGeometry, dtype: DType): string {
@@ -982,7 +1123,7 @@ function convTrial(g: ConvGeometry, pass: Pass, gpu: Gpu, dtype: DType): TuneSpe
   }
   const tg = t;
   return {
-    candidates: convCandidates(g, pass, gpu),
+    candidates: convCandidates(g, pass, gpu, dtype),
     tolerance: dtype === 'f16' ? 4e-3 : undefined,
     flops: flops(tg),
     trial(gpu) {

@@ -52,6 +52,10 @@
 //       Not measured on a real GPU yet (none was available to this work): expect it to win there;
 //       the autotuner decides per adapter and shape class. Compiling a v3 pipeline on lavapipe takes
 //       ~2–7 s (v2: ~0.1–2.5 s), cached by Mesa's on-disk shader cache afterwards.
+//   autotuned  the versions and tiles above are candidates per shape class (matmulCandidates, end of
+//       file); the autotuner (gpu/tune.ts) measures them per adapter and the launcher runs the winner.
+//       On lavapipe (`wgtrain bench --quick`) it switched 512³ to the 16×4 tile with one group row
+//       (5.3 → 3.4 ms) and kept v2's defaults for the dense layers; v3 never won here.
 //
 // Tensors above the binding limit (`gpu.maxBinding`, 128 MiB on lavapipe; VGG16's classifier.0.weight
 // is 392 MiB) live in one GPUBuffer but are bound in windows (offset a multiple of 256 B, size ≤ the
@@ -776,7 +780,7 @@ export function matmulCandidates(M: number, N: number, K: number, _f: { transA: 
   if (2 * M * N * K < TUNE_MIN_FLOPS) return [dflt];
   // v1 (one invocation per output) only for small outputs; elsewhere it is ~15× slower and measuring it is waste.
   const out = [dflt, ...(M * N <= 4096 ? ['v1'] : []), ...V2_TILES.filter((t) => t.TM <= Math.max(4, M)).map((t) => v2Id(t, sg))];
-  if (sg) out.push(v2Id(pickTile(M), false));
+  if (sg && !isSoftwareAdapter(gpu.adapterName)) out.push(v2Id(pickTile(M), false)); // 2–3× slower on lavapipe: not worth measuring there
   // NOTE: SwiftShader takes minutes to compile some tiled shaders (conv2d.ts pickVersion): no v3 there.
   const v3 = /swiftshader/i.test(gpu.adapterName) ? [] : isSoftwareAdapter(gpu.adapterName) ? [pickV3Tile(M)] : V3_TILES;
   for (const t of v3) {

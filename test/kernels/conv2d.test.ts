@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Tensor, type Gpu } from '../../src/gpu/index.js';
 import {
-  conv2d, conv2dBackward, conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, convGeometry, pickVersion, type Conv2dOptions,
+  conv2d, conv2dBackward, conv2dBackwardBias, conv2dBackwardInput, conv2dBackwardWeight, convGeometry, defaultTile, pickVersion, type Conv2dOptions,
 } from '../../src/kernels/conv2d.js';
 import {
   conv2dBackwardBiasRef, conv2dBackwardInputRef, conv2dBackwardWeightRef, conv2dRef,
@@ -207,5 +207,68 @@ describe('conv2d with fused ReLU (activation: relu) vs float64 reference', () =>
     const tx = Tensor.zeros(gpu, [1, 1, 3, 3]), tw = Tensor.zeros(gpu, [1, 1, 1, 1]);
     expect(() => conv2d(tx, tw, undefined, { activation: 'gelu' as 'relu' })).toThrow(/unknown fused activation 'gelu'/);
     tx.dispose(); tw.dispose();
+  });
+});
+
+describe('conv2d v2 lane groups per workgroup (tile.lg)', () => {
+  it('1, 2, 4 and 8 lane groups give bit-identical forward and dX (and match the reference); small images default to 2', async () => {
+    const rng = new Rng(21);
+    for (const stride of [1, 2]) {
+      const xs = [3, 20, 5, 5], ws = [40, 20, 3, 3], opts = { stride, padding: 1 };
+      const g = convGeometry(xs, ws, opts);
+      const x = Float32Array.from({ length: 3 * 20 * 25 }, () => rng.normal());
+      const w = Float32Array.from({ length: 40 * 20 * 9 }, () => rng.normal() * 0.2);
+      const dy = Float32Array.from({ length: 3 * 40 * g.P * g.Q }, () => rng.normal());
+      const X = Tensor.from(gpu, x, xs), W = Tensor.from(gpu, w, ws), DY = Tensor.from(gpu, dy, [3, 40, g.P, g.Q]);
+      const runs = await Promise.all([1, 2, 4, 8].map(async (lg) => {
+        const y = conv2d(X, W, undefined, { ...opts, version: 2 }, { tm: 8, tk: 4, lg });
+        const dx = conv2dBackwardInput(DY, W, xs, { ...opts, version: 2 }, { tm: 8, tk: 4, lg });
+        const r = [await y.read(), await dx.read()] as const;
+        y.dispose(); dx.dispose();
+        return r;
+      }));
+      for (const r of runs.slice(1)) { expect(r[0]).toEqual(runs[0]![0]); expect(r[1]).toEqual(runs[0]![1]); }
+      expectClose(`forward stride ${stride}`, runs[0]![0], conv2dRef(x, xs, w, ws, null, opts).y, 1e-3, 1e-3);
+      expectClose(`dX stride ${stride}`, runs[0]![1], conv2dBackwardInputRef(dy, w, ws, xs, opts), 1e-3, 1e-3);
+      [X, W, DY].forEach((t) => t.dispose());
+    }
+    expect(defaultTile('fwd', 3 * 5 * 5).lg).toBe(2);
+    expect(defaultTile('dx', 4 * 56 * 56).lg ?? 8).toBe(8);
+    expect(() => conv2d(Tensor.zeros(gpu, [1, 8, 4, 4]), Tensor.zeros(gpu, [8, 8, 3, 3]), undefined, { version: 2 }, { tm: 8, tk: 4, lg: 3 })).toThrow(/lane groups/);
+  });
+});
+
+describe('conv2d v3: explicit im2col + matmul (forward and dX)', () => {
+  const cases: [string, number[], number[], Conv2dOptions][] = [
+    ['3×3 pad 1', [2, 6, 5, 5], [7, 6, 3, 3], { padding: 1 }],
+    ['3×3 stride 2 pad 1', [2, 5, 9, 8], [6, 5, 3, 3], { stride: 2, padding: 1 }],
+    ['2×3 dilation 2, asymmetric pad', [1, 4, 9, 10], [5, 4, 2, 3], { dilation: 2, padding: [1, 0, 2, 1] }],
+  ];
+  it.each(cases)('%s: forward (bias + ReLU) and dX match the reference', async (_, xs, ws, opts) => {
+    const rng = new Rng(33);
+    const g = convGeometry(xs, ws, opts);
+    const x = Float32Array.from({ length: xs.reduce((a, b) => a * b) }, () => rng.normal());
+    const w = Float32Array.from({ length: ws.reduce((a, b) => a * b) }, () => rng.normal() * 0.3);
+    const b = Float32Array.from({ length: g.K }, () => rng.normal());
+    const dy = Float32Array.from({ length: g.N * g.K * g.P * g.Q }, () => rng.normal());
+    const X = Tensor.from(gpu, x, xs), W = Tensor.from(gpu, w, ws), B = Tensor.from(gpu, b, [g.K]), DY = Tensor.from(gpu, dy, [g.N, g.K, g.P, g.Q]);
+    const names: string[] = [];
+    gpu.onDispatch = (d) => names.push(d.name);
+    const y = conv2d(X, W, B, { ...opts, version: 3, activation: 'relu' });
+    const dx = conv2dBackwardInput(DY, W, xs, { ...opts, version: 3 });
+    gpu.onDispatch = null;
+    expect(names).toEqual(expect.arrayContaining(['conv2d.fwd.im2col', 'conv2d.dx.im2col']));
+    expect(y.shape).toEqual([g.N, g.K, g.P, g.Q]);
+    expectClose(`v3 forward ${_}`, await y.read(), conv2dRef(x, xs, w, ws, b, { ...opts, activation: 'relu' }).y, 1e-4, 1e-4);
+    expectClose(`v3 dX ${_}`, await dx.read(), conv2dBackwardInputRef(dy, w, ws, xs, opts), 1e-4, 1e-4);
+    [X, W, B, DY, y, dx].forEach((t) => t.dispose());
+  });
+
+  it('is refused (one clear error) for grouped convolutions and f16', () => {
+    const X = Tensor.zeros(gpu, [1, 4, 5, 5]), W = Tensor.zeros(gpu, [4, 2, 3, 3]);
+    expect(() => conv2d(X, W, undefined, { groups: 2, version: 3 })).toThrow(/version 3 \(im2col\) needs f32, groups = 1/);
+    const X16 = Tensor.zeros(gpu, [1, 4, 5, 5], 'f16'), W16 = Tensor.zeros(gpu, [4, 4, 3, 3], 'f16');
+    expect(() => conv2d(X16, W16, undefined, { version: 3 })).toThrow(/needs f32/);
+    [X, W, X16, W16].forEach((t) => t.dispose());
   });
 });

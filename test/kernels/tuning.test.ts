@@ -76,6 +76,8 @@ describe('autotuning the kernel families', () => {
   });
 
   it('matmul: a dense-layer product (few rows)', async () => {
+    // A conv class that picked v3 (im2col + GEMM) queued its GEMM's class: settle those first.
+    await gpu.tuner.settle();
     const rng = new Rng(12);
     const M = 6, N = 256, K = 1024;
     const a = Float32Array.from({ length: M * K }, () => rng.normal()), b = Float32Array.from({ length: N * K }, () => rng.normal());
