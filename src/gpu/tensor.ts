@@ -99,6 +99,15 @@ export class Tensor {
   }
 }
 
+/**
+ * Throws unless every given tensor is f32: the families without f16 kernels call this first, so an
+ * f16 tensor is a clear error there, never a silent misread of its 2-byte elements.
+ */
+export function assertF32(op: string, ...ts: (Tensor | null | undefined)[]) {
+  const bad = ts.find((t) => t && t.dtype !== 'f32');
+  if (bad) throw new Error(`${op}: f16 tensors are supported by matmul and conv2d only; cast to f32 first (kernels/cast.ts)`);
+}
+
 /** Throws unless `a` has exactly `shape` (for launcher argument checks). */
 export function expectShape(what: string, t: Tensor, shape: Shape) {
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {

@@ -57,7 +57,7 @@
 // the finalize merges all of them.
 
 import { grid1d, LINEAR_INDEX, MAX_GROUPS, memo, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, numel } from '../gpu/tensor.js';
+import { Tensor, numel, assertF32 } from '../gpu/tensor.js';
 import type { Gpu } from '../gpu/device.js';
 
 const WG = 64;
@@ -106,6 +106,7 @@ export interface BatchNormGrads { dX: Tensor | null; dGamma: Tensor | null; dBet
 interface Geom { N: number; C: number; HW: number; m: number; vw: 1 | 4 }
 
 function geometry(what: string, x: Tensor, version: BatchNormVersion, params: Record<string, Tensor | null>): Geom {
+  assertF32(what, x, ...Object.values(params));
   if (x.shape.length < 2) throw new Error(`${what}: expected x of shape [N, C, H, W] or [N, C], got [${x.shape.join(', ')}]`);
   const N = x.shape[0]!, C = x.shape[1]!, HW = numel(x.shape.slice(2));
   for (const [name, t] of Object.entries(params)) {

@@ -27,7 +27,7 @@
 // Tensors above maxStorageBufferBindingSize are processed in windows; the index i is global.
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor } from '../gpu/tensor.js';
+import { Tensor, assertF32 } from '../gpu/tensor.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 
 const WG = 256;
@@ -92,6 +92,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * just encoded: a captured training step replays them with a fresh mask each time.
  */
 export function dropoutLaunch(x: Tensor, p: number, seed: number, opts: DropoutOptions = {}): { y: Tensor; reseed: (seed: number) => void } {
+  assertF32('dropoutLaunch', x);
   const thresh = dropoutThreshold(p);
   if (!Number.isInteger(seed)) throw new Error(`dropout: seed must be an integer, got ${seed}`);
   if (x.size >= 2 ** 32) throw new Error('dropout: more than 2³² elements');
@@ -131,5 +132,6 @@ export function dropout(x: Tensor, p: number, seed: number, opts: DropoutOptions
 
 /** dX = dY·mask/(1 − p): regenerates the forward's mask from its seed (nothing was stored). */
 export function dropoutBackward(dY: Tensor, p: number, maskSeed: number, opts: DropoutOptions = {}): Tensor {
+  assertF32('dropoutBackward', dY);
   return dropoutLaunch(dY, p, maskSeed, opts).y;
 }

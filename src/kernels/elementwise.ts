@@ -27,7 +27,7 @@
 // Large tensors (> maxStorageBufferBindingSize) are processed in windows of the same buffers.
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, numel, type Shape } from '../gpu/tensor.js';
+import { Tensor, numel, type Shape, assertF32 } from '../gpu/tensor.js';
 import type { Gpu } from '../gpu/device.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 import { sumTo } from './reduce.js';
@@ -107,6 +107,7 @@ export function launchMap<U extends EwU>(
   gpu: Gpu, k: (vec4: boolean) => KernelSpec<U>, tensors: readonly Tensor[], n: number,
   u: Omit<UniformValues<U>, 'n' | 'off'>, version: ElementwiseVersion, label: string,
 ) {
+  assertF32('launchMap', ...tensors);
   for (const w of windows(gpu, n)) {
     const n4 = version === 2 ? Math.floor(w.count / 4) : 0;
     if (n4 > 0) {
@@ -264,6 +265,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** y = a ∘ b with NumPy broadcasting. `opts.version` applies to same-shape operands. */
 export function binary(op: BinaryOp, a: Tensor, b: Tensor, opts: ElementwiseOptions = {}): Tensor {
+  assertF32('binary', a, b);
   const shape = broadcastShape(a.shape, b.shape);
   const gpu = a.gpu;
   const y = Tensor.empty(gpu, shape);
@@ -294,6 +296,7 @@ export const div = (a: Tensor, b: Tensor) => binary('div', a, b);
  * each then summed over the axes that were broadcast (reduce.ts `sumTo`).
  */
 export function binaryBackward(op: BinaryOp, a: Tensor, b: Tensor, dY: Tensor): [Tensor, Tensor] {
+  assertF32('binaryBackward', a, b, dY);
   const reduceTo = (t: Tensor, shape: Shape) => {
     // Same element count: hand t's buffer over under the new shape (t itself is dropped).
     if (numel(shape) === t.size) return new Tensor(t.gpu, t.buffer, shape);

@@ -36,7 +36,7 @@
 // C·S elements must fit one binding).
 
 import { grid1d, LINEAR_INDEX, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, expectShape, numel } from '../gpu/tensor.js';
+import { Tensor, expectShape, numel, assertF32 } from '../gpu/tensor.js';
 import type { Binding, Gpu } from '../gpu/device.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 
@@ -179,6 +179,7 @@ function launch(k: KernelSpec<LrnU>, label: string, g: LrnGeom, tensors: readonl
 
 /** ONNX LRN across channels. Returns y and the denominators d that the backward needs. */
 export function lrn(x: Tensor, opts: LrnOptions): LrnResult {
+  assertF32('lrn', x);
   const g = geometry('lrn', x.shape, opts);
   const y = Tensor.empty(x.gpu, x.shape), denom = Tensor.empty(x.gpu, x.shape, 'lrn.denom');
   launch(fwdKernel, 'lrn', g, [x, y, denom]);
@@ -187,6 +188,7 @@ export function lrn(x: Tensor, opts: LrnOptions): LrnResult {
 
 /** dX from the forward's input x, its saved denominators and dY; `opts` must be the forward's. */
 export function lrnBackward(x: Tensor, denom: Tensor, dY: Tensor, opts: LrnOptions): Tensor {
+  assertF32('lrnBackward', x, denom, dY);
   const g = geometry('lrnBackward', x.shape, opts);
   expectShape('lrnBackward denom', denom, x.shape);
   expectShape('lrnBackward dY', dY, x.shape);

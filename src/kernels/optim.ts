@@ -40,6 +40,7 @@
 
 import { grid1d, LINEAR_INDEX, memo, type BindingSpec, type KernelSpec } from '../gpu/kernel.js';
 import type { Tensor } from '../gpu/tensor.js';
+import { assertF32 } from '../gpu/tensor.js';
 import type { UniformSpec, UniformValues } from '../gpu/uniforms.js';
 import { windows, win } from './elementwise.js';
 
@@ -101,6 +102,7 @@ export interface SgdStepOptions {
  * iff momentum ≠ 0).
  */
 export function sgdStep(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, o: SgdStepOptions): (next: SgdStepOptions) => void {
+  assertF32('sgdStep', param, grad, momentumBuf);
   const { momentum = 0, dampening = 0, nesterov = false, firstStep, version = 'v2' } = o;
   if (nesterov && (momentum <= 0 || dampening !== 0)) throw new Error('sgdStep: Nesterov momentum requires a momentum and zero dampening');
   const mom = momentum !== 0;
@@ -153,6 +155,7 @@ export interface AdamStepOptions {
 
 /** One torch.optim.Adam / AdamW step on one parameter tensor, in place on param, m and v. */
 export function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamStepOptions): (next: AdamStepOptions) => void {
+  assertF32('adamStep', param, grad, m, v);
   const { beta1 = 0.9, beta2 = 0.999, step, version = 'v2' } = o;
   if (!Number.isInteger(step) || step < 1) throw new Error(`adamStep: step must be an integer ≥ 1 (1 on the first step), got ${step}`);
   if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1)) throw new Error(`adamStep: betas (${beta1}, ${beta2}) must be in [0, 1)`);

@@ -79,7 +79,7 @@
 // a uniform, so any plane size works.
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, expectShape, numel, type Shape } from '../gpu/tensor.js';
+import { Tensor, expectShape, numel, type Shape, assertF32 } from '../gpu/tensor.js';
 import type { Binding, Gpu } from '../gpu/device.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 
@@ -297,6 +297,7 @@ export interface MaxPool2dResult {
 
 /** Max pooling; also returns the argmax the backward needs. */
 export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): MaxPool2dResult {
+  assertF32('maxPool2d', x);
   const g = pool2dGeometry(x.shape, opts);
   const y = Tensor.empty(x.gpu, outShape(g)), argmax = Tensor.empty(x.gpu, outShape(g), 'argmax');
   const PQ = g.P * g.Q;
@@ -449,6 +450,7 @@ const maxBwdV2 = memo((d: CellDims) => `${d.SH}.${d.SW}.${d.CH}.${d.CW}`, (d: Ce
  * window. `opts` must be the forward's options (they say which windows can contain an input).
  */
 export function maxPool2dBackward(dY: Tensor, argmax: Tensor, xShape: Shape, opts: MaxPool2dOptions & PoolBackwardOptions): Tensor {
+  assertF32('maxPool2dBackward', dY);
   const g = pool2dGeometry(xShape, opts);
   expectShape('maxPool2dBackward dY', dY, outShape(g));
   expectShape('maxPool2dBackward argmax', argmax, outShape(g));
@@ -507,6 +509,7 @@ const avgFwdKernel: KernelSpec<PoolU> = {
 
 /** Average pooling (no dilation, as PyTorch). */
 export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
+  assertF32('avgPool2d', x);
   const g = avgGeometry(x.shape, opts);
   const y = Tensor.empty(x.gpu, outShape(g));
   const PQ = g.P * g.Q;
@@ -561,6 +564,7 @@ const avgBwdV2 = memo((d: CellDims) => `${d.SH}.${d.SW}.${d.CH}.${d.CW}`, (d: Ce
 
 /** dX [N,C,H,W] = each dY [N,C,P,Q] spread evenly (÷ divisor) over its window. `opts` as forward. */
 export function avgPool2dBackward(dY: Tensor, xShape: Shape, opts: AvgPool2dOptions & PoolBackwardOptions): Tensor {
+  assertF32('avgPool2dBackward', dY);
   const g = avgGeometry(xShape, opts);
   expectShape('avgPool2dBackward dY', dY, outShape(g));
   const dX = Tensor.empty(dY.gpu, xShape);
@@ -639,6 +643,7 @@ function adaptiveValues(N: number, C: number, H: number, W: number, P: number, Q
 
 /** Adaptive average pooling to [outH, outW] with PyTorch's bins (output may be larger than input). */
 export function adaptiveAvgPool2d(x: Tensor, out: PoolPair): Tensor {
+  assertF32('adaptiveAvgPool2d', x);
   if (x.shape.length !== 4) throw new Error(`adaptiveAvgPool2d: expected an NCHW input, got [${x.shape.join(', ')}]`);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const [P, Q] = pair(out);
@@ -651,6 +656,7 @@ export function adaptiveAvgPool2d(x: Tensor, out: PoolPair): Tensor {
 
 /** dX [N,C,H,W] from dY [N,C,P,Q] (the output size is read from dY). */
 export function adaptiveAvgPool2dBackward(dY: Tensor, xShape: Shape): Tensor {
+  assertF32('adaptiveAvgPool2dBackward', dY);
   if (xShape.length !== 4 || dY.shape.length !== 4) throw new Error('adaptiveAvgPool2dBackward: expected NCHW shapes');
   const [N, C, H, W] = xShape as [number, number, number, number];
   const [P, Q] = [dY.shape[2]!, dY.shape[3]!];
@@ -712,6 +718,7 @@ export interface GlobalAvgPoolOptions {
 
 /** y [N,C,1,1] = mean of each H×W plane of x [N,C,H,W]. */
 export function globalAvgPool(x: Tensor, opts: GlobalAvgPoolOptions = {}): Tensor {
+  assertF32('globalAvgPool', x);
   if (x.shape.length !== 4) throw new Error(`globalAvgPool: expected an NCHW input, got [${x.shape.join(', ')}]`);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   if (H * W < 1) throw new Error('globalAvgPool: empty input plane');
@@ -736,6 +743,7 @@ const globalBwdKernel: KernelSpec<PoolU> = {
 
 /** dX [N,C,H,W] = dY [N,C,1,1] / (H·W), broadcast over each plane. */
 export function globalAvgPoolBackward(dY: Tensor, xShape: Shape): Tensor {
+  assertF32('globalAvgPoolBackward', dY);
   if (xShape.length !== 4) throw new Error('globalAvgPoolBackward: expected an NCHW shape');
   const [N, C, H, W] = xShape as [number, number, number, number];
   expectShape('globalAvgPoolBackward dY', dY, [N, C, 1, 1]);

@@ -19,7 +19,7 @@
 //     sumAll [2,64,56,56]               1.36–1.42 ms  1.1 GB/s
 
 import { grid1d, LINEAR_INDEX, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, numel, type Shape } from '../gpu/tensor.js';
+import { Tensor, numel, type Shape, assertF32 } from '../gpu/tensor.js';
 
 const WG = 64;
 const RANK = 6;
@@ -67,6 +67,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** Sums x over the axes that `shape` broadcasts (NumPy rules): the backward of a broadcast. */
 export function sumTo(x: Tensor, shape: Shape): Tensor {
+  assertF32('sumTo', x);
   if (x.shape.length > RANK) throw new Error(`sumTo supports rank ≤ ${RANK}`);
   const d = [...Array(RANK - x.shape.length).fill(1), ...x.shape] as number[];
   const t = [...Array(RANK - shape.length).fill(1), ...shape] as number[];
@@ -109,6 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** Σ x as a [1] tensor (two passes of chunked partial sums). */
 export function sumAll(x: Tensor): Tensor {
+  assertF32('sumAll', x);
   let cur = x;
   let owned = false;
   do {

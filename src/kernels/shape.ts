@@ -60,7 +60,7 @@
 //   2–3): transpose NCHW→NHWC 3.3–3.7 ms (0.9–1.0 GB/s), pad H and W by 1 3.9–5.4 ms (0.6–0.8).
 
 import { grid1d, LINEAR_INDEX, memo, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, expectShape, numel, type Shape } from '../gpu/tensor.js';
+import { Tensor, expectShape, numel, type Shape, assertF32 } from '../gpu/tensor.js';
 import type { Binding } from '../gpu/device.js';
 import type { UniformValues } from '../gpu/uniforms.js';
 
@@ -196,6 +196,7 @@ function span(box: Box, m: MoveMap, which: 'ss' | 'ds', restrict: boolean): [num
  * touches (header, step 3).
  */
 function move(label: string, src: Tensor, dst: Tensor, map: MoveMap) {
+  assertF32('move', src, dst);
   if (map.axes.some((a) => a.d === 0)) return; // empty box: nothing to write
   const m = simplify(map);
   const r = m.axes.length;

@@ -42,7 +42,7 @@
 // classifier head) are rejected with an error rather than windowed.
 
 import { grid1d, LINEAR_INDEX, memo, type BindingSpec, type KernelSpec } from '../gpu/kernel.js';
-import { Tensor, expectShape } from '../gpu/tensor.js';
+import { Tensor, expectShape, assertF32 } from '../gpu/tensor.js';
 import type { Gpu } from '../gpu/device.js';
 import type { UniformSpec } from '../gpu/uniforms.js';
 
@@ -277,6 +277,7 @@ export interface SoftmaxOptions {
 
 /** y = softmax(x) over the last axis. */
 export function softmax(x: Tensor, { axis, version }: SoftmaxOptions = {}): Tensor {
+  assertF32('softmax', x);
   const [rows, K] = rowsK('softmax', x, axis);
   const y = Tensor.empty(x.gpu, x.shape);
   runRow('softmax', [x], y, rows, K, version);
@@ -285,6 +286,7 @@ export function softmax(x: Tensor, { axis, version }: SoftmaxOptions = {}): Tens
 
 /** dX = y ⊙ (dY − Σ_k dY·y), given the forward's output y. */
 export function softmaxBackward(y: Tensor, dY: Tensor, { axis, version }: SoftmaxOptions = {}): Tensor {
+  assertF32('softmaxBackward', y, dY);
   const [rows, K] = rowsK('softmaxBackward', y, axis);
   expectShape('softmaxBackward dY', dY, y.shape);
   const dX = Tensor.empty(y.gpu, y.shape);
@@ -294,6 +296,7 @@ export function softmaxBackward(y: Tensor, dY: Tensor, { axis, version }: Softma
 
 /** y = log softmax(x) over the last axis. */
 export function logSoftmax(x: Tensor, { axis, version }: SoftmaxOptions = {}): Tensor {
+  assertF32('logSoftmax', x);
   const [rows, K] = rowsK('logSoftmax', x, axis);
   const y = Tensor.empty(x.gpu, x.shape);
   runRow('logSoftmax', [x], y, rows, K, version);
@@ -302,6 +305,7 @@ export function logSoftmax(x: Tensor, { axis, version }: SoftmaxOptions = {}): T
 
 /** dX = dY − exp(y)·Σ_k dY, given the forward's output y = logSoftmax(x). */
 export function logSoftmaxBackward(y: Tensor, dY: Tensor, { axis, version }: SoftmaxOptions = {}): Tensor {
+  assertF32('logSoftmaxBackward', y, dY);
   const [rows, K] = rowsK('logSoftmaxBackward', y, axis);
   expectShape('logSoftmaxBackward dY', dY, y.shape);
   const dX = Tensor.empty(y.gpu, y.shape);
@@ -311,6 +315,7 @@ export function logSoftmaxBackward(y: Tensor, dY: Tensor, { axis, version }: Sof
 
 /** pred[n] = argmax_k x[n, k] as a u32 tensor of the row shape (read it with `readU32`). */
 export function argmaxRows(x: Tensor, { version }: { version?: SoftmaxVersion } = {}): Tensor {
+  assertF32('argmaxRows', x);
   const [rows, K] = rowsK('argmaxRows', x);
   const pred = new Tensor(x.gpu, x.gpu.alloc(Math.max(4, rows * 4), 'argmax'), x.shape.slice(0, -1));
   runRow('argmax', [x], pred, rows, K, version);
@@ -404,6 +409,7 @@ fn main() {
  * (see `labelsTensor`) or a Uint32Array (validated against K, then uploaded).
  */
 export function softmaxCrossEntropy(logits: Tensor, labels: Tensor | Uint32Array, opts: CrossEntropyOptions = {}): CrossEntropyResult {
+  assertF32('softmaxCrossEntropy', logits);
   const { labelSmoothing = 0, reduction = 'mean', rowLosses = false, accuracy = false, version } = opts;
   if (logits.shape.length !== 2) throw new Error(`softmaxCrossEntropy: logits must be [N, K], got [${logits.shape.join(', ')}]`);
   const [N, K] = rowsK('softmaxCrossEntropy', logits);
@@ -458,6 +464,7 @@ export interface CrossEntropyBackwardOptions {
 
 /** dLogits [N, K] = (p − q) · dLoss / N ('mean') or (p − q) · dLoss ('sum'). probs from the forward. */
 export function softmaxCrossEntropyBackward(probs: Tensor, labels: Tensor | Uint32Array, opts: CrossEntropyBackwardOptions = {}): Tensor {
+  assertF32('softmaxCrossEntropyBackward', probs);
   const { labelSmoothing = 0, reduction = 'mean', scale = 1, dLoss } = opts;
   if (probs.shape.length !== 2) throw new Error(`softmaxCrossEntropyBackward: probs must be [N, K], got [${probs.shape.join(', ')}]`);
   const [N, K] = rowsK('softmaxCrossEntropyBackward', probs);

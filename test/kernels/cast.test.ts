@@ -101,3 +101,18 @@ describe('cast (GPU)', () => {
     h.dispose(); back.dispose();
   });
 });
+
+describe('families without f16 kernels refuse f16 tensors', () => {
+  it('a one-line error, not a silent misread of 2-byte elements', async () => {
+    const gpu = await device();
+    const h = Tensor.from(gpu, [1, -2, 3, -4], [1, 1, 2, 2], 'f16');
+    const { relu } = await import('../../src/kernels/elementwise.js');
+    const { maxPool2d } = await import('../../src/kernels/pool.js');
+    const { softmax } = await import('../../src/kernels/softmax.js');
+    const { sumAll } = await import('../../src/kernels/reduce.js');
+    for (const f of [() => relu(h), () => maxPool2d(h, { kernel: 2 }), () => softmax(h.reshape([2, 2])), () => sumAll(h)]) {
+      expect(f).toThrow(/f16 tensors are supported by matmul and conv2d only; cast to f32 first/);
+    }
+    h.dispose();
+  });
+});
