@@ -124,6 +124,8 @@ export class Tuner {
     const key = `${family}|${cls}`;
     this.onChoose?.(key);
     if (this.resolved.has(key)) return this.resolved.get(key);
+    // Queued and not yet measured: the default, without rebuilding the spec on every launch.
+    if (this.queue.has(key)) return undefined;
     const s = spec();
     const e = this.entries.get(key);
     let pick: string | undefined;
